@@ -1,0 +1,119 @@
+# bankhook: one static library (common/) and three small programs.
+#
+#   make                 build bin/bankhook-{api,scheduler,worker}
+#   make run             install what is missing, start the stack, follow logs
+#   make up / down       the same stack in the background / stop it
+#   make test            unit tests + end-to-end tests on a private stack
+#   make bench           the benchmark (PRODUCT.md section 9)
+#   make SANITIZE=address,undefined test
+#   make V=1             show the commands
+
+CC       ?= cc
+PKGS     := rdkafka libpq libcurl jansson yaml-0.1 libmicrohttpd libcrypto
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wundef -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon \
+            $(shell pkg-config --cflags $(PKGS))
+LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+
+ifdef SANITIZE
+BUILD    := build/san
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SANITIZE)
+else
+BUILD    := build/release
+endif
+BIN      := bin
+
+ifndef V
+Q        := @
+endif
+
+COMMON_SRC    := $(wildcard common/*.c)
+API_SRC       := $(wildcard api/*.c)
+SCHEDULER_SRC := $(wildcard scheduler/*.c)
+WORKER_SRC    := $(wildcard worker/*.c)
+UNIT_SRC      := $(wildcard tests/unit/test_*.c)
+BENCH_SRC     := $(wildcard tests/bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIBCOMMON := $(BUILD)/libbankhook.a
+PROGRAMS  := $(BIN)/bankhook-api $(BIN)/bankhook-scheduler $(BIN)/bankhook-worker
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all clean setup run up down test unit e2e bench format format-check
+
+all: $(PROGRAMS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIBCOMMON): $(call obj,$(COMMON_SRC))
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
+
+# The programs are rebuilt into bin/ whichever BUILD flavour was asked for,
+# so the scripts always start bin/bankhook-*.
+$(BIN)/bankhook-api: $(call obj,$(API_SRC)) $(LIBCOMMON)
+$(BIN)/bankhook-scheduler: $(call obj,$(SCHEDULER_SRC)) $(LIBCOMMON)
+$(BIN)/bankhook-worker: $(call obj,$(WORKER_SRC)) $(LIBCOMMON)
+$(PROGRAMS): $(BUILD)/.flavour
+	@mkdir -p $(BIN)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+
+# Switching between a sanitizer build and a plain one must relink bin/.
+$(BUILD)/.flavour: FORCE
+	@mkdir -p $(BUILD)
+	@echo "$(SANITIZE)" | cmp -s - $(BIN)/.flavour || \
+		{ mkdir -p $(BIN); echo "$(SANITIZE)" > $(BIN)/.flavour; touch $@; }
+.PHONY: FORCE
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCOMMON) $(LDLIBS) -lcmocka
+
+$(BIN)/bankhook-bench-receiver: $(call obj,$(BENCH_SRC)) $(LIBCOMMON)
+	@mkdir -p $(BIN)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+setup:
+	$(Q)bash deploy/setup.sh
+
+run: setup all
+	$(Q)bash deploy/run.sh run
+
+up: setup all
+	$(Q)bash deploy/run.sh up
+
+down:
+	$(Q)bash deploy/run.sh down
+
+unit: $(UNIT_TESTS)
+	$(Q)bash tests/run_unit.sh $(UNIT_TESTS)
+
+e2e: all
+	$(Q)python3 -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+# Everything, ending with one "N passed, N failed" line.
+test: setup all $(UNIT_TESTS)
+	$(Q)bash tests/run_all.sh $(UNIT_TESTS)
+
+bench: setup all $(BIN)/bankhook-bench-receiver
+	$(Q)python3 tests/bench/bench.py
+
+format:
+	$(Q)clang-format -i $(COMMON_SRC) $(API_SRC) $(SCHEDULER_SRC) $(WORKER_SRC) common/*.h
+
+format-check:
+	$(Q)clang-format --dry-run --Werror $(COMMON_SRC) $(API_SRC) $(SCHEDULER_SRC) $(WORKER_SRC) common/*.h
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,78 @@
+/*
+ * Configuration: one YAML file of sections and scalar keys, every key
+ * overridable by the environment variable BANKHOOK_<SECTION>_<KEY>. The
+ * keys, their types and defaults are one table in config.c; an unknown key
+ * or a bad value is an error reported as "file:line: message".
+ */
+#ifndef BH_COMMON_CONFIG_H
+#define BH_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+#define BH_SCHEDULE_MAX 32
+
+struct bh_config {
+	/* api */
+	char *api_host;
+	int api_port;
+	int api_threads;
+	int api_body_limit;
+	char *api_admin_token;
+	bool api_test_endpoints; /* test-only routes (clock ticks); never in production */
+	/* database */
+	char *db_url;
+	char *db_migrations_dir;
+	int db_pool_size;
+	/* kafka */
+	char *kafka_brokers;
+	char *kafka_group;
+	char *topic_events;
+	char *topic_deliveries;
+	char *topic_refresh;
+	char *topic_dlq;
+	int kafka_partitions;
+	/* delivery */
+	int delivery_timeout_ms;
+	int delivery_connect_timeout_ms;
+	char *delivery_schedule_text;
+	int delivery_schedule[BH_SCHEDULE_MAX]; /* seconds before attempt 1..n */
+	int delivery_schedule_len;
+	int delivery_jitter_percent;
+	int delivery_lease_s;
+	int delivery_max_in_flight;
+	int delivery_max_in_flight_per_endpoint;
+	bool delivery_allow_loopback;
+	bool delivery_allow_private;
+	int delivery_disable_after_s;
+	/* worker */
+	int worker_http_port;
+	/* scheduler */
+	int scheduler_http_port;
+	int scheduler_tick_ms;
+	int scheduler_batch;
+	/* log */
+	char *log_level;
+	char *log_format;
+};
+
+/*
+ * Fills `cfg` with defaults, then the YAML file at `path` (NULL: the default
+ * deploy/bankhook.yaml if it exists), then the environment. Returns 0, or -1
+ * with "file:line: message" in errbuf. Free with bh_config_free().
+ */
+int bh_config_load(struct bh_config *cfg, const char *path, char *errbuf, size_t errlen) BH_MUSTCHECK;
+void bh_config_free(struct bh_config *cfg);
+
+/* Parses "0,5,300" into seconds; 0 or -1 with a message. */
+int bh_config_parse_schedule(const char *text, int *out, int *out_len, char *errbuf,
+			     size_t errlen) BH_MUSTCHECK;
+
+/* Calls fn for each key of the table: for docs and tests. */
+void bh_config_each_key(void (*fn)(const char *section, const char *key, const char *type,
+				   const char *default_value, void *arg),
+			void *arg);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * PostgreSQL access over libpq: a connection that reconnects after the
+ * server restarts, a small pool for the api's threads, transactions, and
+ * the numbered-migration runner. Query results are plain PGresult: the
+ * caller PQclear()s them.
+ */
+#ifndef BH_COMMON_DB_H
+#define BH_COMMON_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "util.h"
+
+struct bh_db;
+struct bh_db_pool;
+
+/* Connects; NULL with the reason in errbuf. */
+struct bh_db *bh_db_connect(const char *url, char *errbuf, size_t errlen);
+void bh_db_close(struct bh_db *db);
+
+/*
+ * Runs one statement with text parameters (NULL entries are SQL NULL).
+ * Returns the result on success (caller PQclear()s), or NULL: then
+ * bh_db_sqlstate() and bh_db_errmsg() say why. A broken connection is
+ * reset once and the statement retried when not inside a transaction.
+ */
+PGresult *bh_db_query(struct bh_db *db, const char *sql, int nparams,
+		      const char *const *params) BH_MUSTCHECK;
+/* The same for statements whose result is not needed; 0 or -1. */
+int bh_db_exec(struct bh_db *db, const char *sql, int nparams,
+	       const char *const *params) BH_MUSTCHECK;
+
+int bh_db_begin(struct bh_db *db) BH_MUSTCHECK;
+int bh_db_commit(struct bh_db *db) BH_MUSTCHECK;
+void bh_db_rollback(struct bh_db *db);
+
+/* SQLSTATE of the last failure ("" if none) and its message. */
+const char *bh_db_sqlstate(const struct bh_db *db);
+const char *bh_db_errmsg(const struct bh_db *db);
+bool bh_db_is_unique_violation(const struct bh_db *db);
+/* True when the server answers a trivial query. */
+bool bh_db_ping(struct bh_db *db);
+PGconn *bh_db_conn(struct bh_db *db);
+
+/* A fixed-size pool; get blocks until a connection is free. */
+struct bh_db_pool *bh_db_pool_new(const char *url, int size, char *errbuf, size_t errlen);
+struct bh_db *bh_db_pool_get(struct bh_db_pool *pool);
+void bh_db_pool_put(struct bh_db_pool *pool, struct bh_db *db);
+void bh_db_pool_free(struct bh_db_pool *pool);
+
+/*
+ * Applies every NNN_name.sql in dir not yet recorded in schema_migrations,
+ * in number order, each in its own transaction. 0 or -1 with errbuf.
+ */
+int bh_db_migrate(struct bh_db *db, const char *dir, char *errbuf, size_t errlen) BH_MUSTCHECK;
+
+/* Text helpers for building parameters. */
+#define BH_DB_BOOL(b) ((b) ? "t" : "f")
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * Kafka over librdkafka: a producer that can wait for the broker's
+ * acknowledgement, a consumer-group consumer whose offsets are stored only
+ * once what they carried is durable, and topic creation.
+ */
+#ifndef BH_COMMON_KAFKA_H
+#define BH_COMMON_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "util.h"
+
+struct bh_kafka_producer;
+
+/*
+ * A producer whose messages fail when not acknowledged (acks=all) within
+ * timeout_ms. NULL with the reason in errbuf.
+ */
+struct bh_kafka_producer *bh_kafka_producer_new(const struct bh_config *cfg, int timeout_ms,
+						char *errbuf, size_t errlen);
+/*
+ * Produces one message and waits until the broker acknowledged it or the
+ * producer's timeout passed. Safe from several threads at once. 0 or -1.
+ */
+int bh_kafka_produce_sync(struct bh_kafka_producer *p, const char *topic, const char *key,
+			  const void *payload, size_t len, char *errbuf, size_t errlen) BH_MUSTCHECK;
+/* Queues one message; the caller calls bh_kafka_flush() before relying on it. */
+int bh_kafka_produce(struct bh_kafka_producer *p, const char *topic, const char *key,
+		     const void *payload, size_t len) BH_MUSTCHECK;
+/* Waits for every queued message; returns how many failed (or -1 on timeout). */
+int bh_kafka_flush(struct bh_kafka_producer *p, int timeout_ms);
+/* Serves delivery reports; call now and then when producing asynchronously. */
+void bh_kafka_poll(struct bh_kafka_producer *p);
+/* True when the cluster answers a metadata request within timeout_ms. */
+bool bh_kafka_ping(struct bh_kafka_producer *p, int timeout_ms);
+void bh_kafka_producer_free(struct bh_kafka_producer *p);
+
+/*
+ * A consumer in group `group` subscribed to `topics`. Offsets are committed
+ * automatically, but only offsets the caller stored with
+ * bh_kafka_consumer_store() — after its work is durable.
+ */
+rd_kafka_t *bh_kafka_consumer_new(const struct bh_config *cfg, const char *const *topics,
+				  int ntopics, char *errbuf, size_t errlen);
+int bh_kafka_consumer_store(rd_kafka_t *rk, const rd_kafka_message_t *msg);
+/* Total lag (high watermark - position) over assigned partitions, or -1. */
+long long bh_kafka_consumer_lag(rd_kafka_t *rk);
+
+/* Creates the topics named in the configuration if missing. 0 or -1. */
+int bh_kafka_create_topics(const struct bh_config *cfg, char *errbuf, size_t errlen) BH_MUSTCHECK;
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * Subscriptions: the webhooks of every dialect (native endpoints, OBP,
+ * application webhooks, Banksocket, acquirer) in one model. Each kind says
+ * which events it wants (match) and what goes on the wire (render); the
+ * worker holds all enabled subscriptions in memory and reloads them when
+ * subscriptions_version changes. SQL on the subscriptions table lives here.
+ */
+#ifndef BH_COMMON_SUBSCRIPTION_H
+#define BH_COMMON_SUBSCRIPTION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "event.h"
+#include "util.h"
+
+struct bh_sub {
+	char *id;
+	char *client_id;
+	char *kind;
+	char *url;
+	char *http_method;
+	char *secret;
+	char *previous_secret; /* NULL unless still within its 24 hours */
+	char **event_types;    /* empty: every type */
+	int n_event_types;
+	char *bank_id;    /* NULL: any */
+	char *account_id; /* NULL: any */
+	json_t *headers;  /* extra request headers {name: value} */
+	json_t *options;  /* the dialect's own fields */
+	char *client_api_secret;
+	bool enabled;
+};
+
+/* What one attempt sends: body and the headers the kind adds. */
+struct bh_rendered {
+	char *body;
+	size_t len;
+	char *content_type;
+	char *extra_headers[8]; /* "Name: value", malloc'ed */
+	int n_extra_headers;
+};
+
+struct bh_kind_ops {
+	const char *name;
+	bool (*match)(const struct bh_sub *sub, const struct bh_event *ev);
+	/* 0 or -1; on -1 the delivery fails with the reason in errbuf. */
+	int (*render)(const struct bh_sub *sub, const struct bh_event *ev, struct bh_rendered *out,
+		      char *errbuf, size_t errlen);
+};
+
+/* The kind registered under name, or NULL. */
+const struct bh_kind_ops *bh_kind_find(const char *name);
+
+bool bh_sub_match(const struct bh_sub *sub, const struct bh_event *ev);
+int bh_sub_render(const struct bh_sub *sub, const struct bh_event *ev, struct bh_rendered *out,
+		  char *errbuf, size_t errlen) BH_MUSTCHECK;
+void bh_rendered_free(struct bh_rendered *r);
+void bh_rendered_add_header(struct bh_rendered *r, const char *name, const char *value);
+
+/* The generic filter every kind starts from: event types, bank, account. */
+bool bh_sub_match_filter(const struct bh_sub *sub, const struct bh_event *ev);
+
+/* A set of subscriptions loaded from the database. */
+struct bh_sub_set {
+	struct bh_sub *subs;
+	int n;
+	long long version;
+};
+
+/* The current subscriptions_version; -1 on error. */
+long long bh_sub_version(struct bh_db *db);
+/* Loads every enabled subscription; 0 or -1. Replaces set's contents. */
+int bh_sub_load_enabled(struct bh_db *db, struct bh_sub_set *set) BH_MUSTCHECK;
+/* Loads one subscription by id, enabled or not; 0, or -1 (absent or error). */
+int bh_sub_load_one(struct bh_db *db, const char *id, struct bh_sub *out) BH_MUSTCHECK;
+void bh_sub_set_free(struct bh_sub_set *set);
+void bh_sub_free(struct bh_sub *sub);
+
+/* Fields of a new subscription; NULL strings take the column default. */
+struct bh_sub_new {
+	const char *client_id;
+	const char *kind;
+	const char *url;
+	const char *description;
+	json_t *event_types; /* array of strings or NULL */
+	const char *bank_id;
+	const char *account_id;
+	json_t *headers;
+	const char *http_method;
+	json_t *options;
+	bool enabled;
+	const char *created_by_user_id;
+};
+
+/*
+ * Inserts a subscription with a fresh id and signing secret. Returns the
+ * new row as JSON in the native shape (see bh_sub_row_json), or NULL.
+ */
+json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK;
+
+/* The SELECT list bh_sub_row_json() reads, for queries elsewhere. */
+#define BH_SUB_COLUMNS                                                                      \
+	"s.id, s.client_id, s.kind, s.url, s.description, s.event_types::text, s.bank_id, "  \
+	"s.account_id, s.headers::text, s.http_method, s.options::text, s.enabled, "         \
+	"s.disabled_reason, s.created_at, s.updated_at, s.seq, s.created_by_user_id"
+/* One row of BH_SUB_COLUMNS as the native endpoint JSON (without secret). */
+json_t *bh_sub_row_json(const PGresult *res, int row);
+
+#endif

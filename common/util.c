@@ -1,0 +1,263 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void out_of_memory(size_t n)
+{
+	fprintf(stderr, "bankhook: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *bh_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		out_of_memory(n);
+	return p;
+}
+
+void *bh_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		out_of_memory(n * size);
+	return p;
+}
+
+void *bh_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		out_of_memory(n);
+	return q;
+}
+
+char *bh_xstrdup(const char *s)
+{
+	return bh_xstrndup(s, strlen(s));
+}
+
+char *bh_xstrndup(const char *s, size_t n)
+{
+	char *p = bh_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *bh_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		out_of_memory(0);
+	return s;
+}
+
+void bh_buf_init(struct bh_buf *b, size_t cap)
+{
+	memset(b, 0, sizeof(*b));
+	b->cap = cap;
+}
+
+static int buf_reserve(struct bh_buf *b, size_t extra)
+{
+	if (b->len + extra > b->cap) {
+		b->too_big = true;
+		return -1;
+	}
+	if (b->len + extra + 1 > b->alloc) {
+		size_t want = b->alloc ? b->alloc * 2 : 256;
+		while (want < b->len + extra + 1)
+			want *= 2;
+		if (want > b->cap + 1)
+			want = b->cap + 1;
+		b->data = bh_xrealloc(b->data, want);
+		b->alloc = want;
+	}
+	return 0;
+}
+
+int bh_buf_append(struct bh_buf *b, const void *p, size_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return -1;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int bh_buf_appendf(struct bh_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		out_of_memory(0);
+	int rc = bh_buf_append(b, s, (size_t)n);
+	free(s);
+	return rc;
+}
+
+void bh_buf_reset(struct bh_buf *b)
+{
+	b->len = 0;
+	b->too_big = false;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+void bh_buf_free(struct bh_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->alloc = 0;
+}
+
+int64_t bh_now_ms(void)
+{
+	return bh_now_us() / 1000;
+}
+
+int64_t bh_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t bh_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bh_random_bytes(void *out, size_t n)
+{
+	unsigned char *p = out;
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "bankhook: getrandom failed: %s\n", strerror(errno));
+			abort();
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+}
+
+void bh_uuid4(char out[37])
+{
+	unsigned char b[16];
+	bh_random_bytes(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		 b[12], b[13], b[14], b[15]);
+}
+
+bool bh_is_uuid(const char *s)
+{
+	if (s == NULL || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+double bh_random_uniform(double lo, double hi)
+{
+	uint64_t r;
+	bh_random_bytes(&r, sizeof(r));
+	return lo + (hi - lo) * ((double)(r >> 11) / (double)(1ULL << 53));
+}
+
+int bh_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	if (s == NULL || *s == '\0')
+		return -1;
+	for (const char *p = s; *p; p++)
+		if (!isdigit((unsigned char)*p) && !(p == s && *p == '-'))
+			return -1;
+	errno = 0;
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void bh_format_time(int64_t ms, char out[32])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+int bh_parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL)
+		return -1;
+	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (p == NULL)
+		return -1;
+	int frac_ms = 0;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 3)
+				frac_ms = frac_ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			frac_ms *= 10;
+	}
+	long offset_s = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
+		   isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
+		   isdigit((unsigned char)p[5])) {
+		int hh = (p[1] - '0') * 10 + (p[2] - '0');
+		int mm = (p[4] - '0') * 10 + (p[5] - '0');
+		offset_s = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return -1;
+	}
+	if (*p != '\0')
+		return -1;
+	time_t t = timegm(&tm);
+	*ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
+	return 0;
+}
