@@ -21,7 +21,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "db.h"
+#include "event.h"
+#include "subscription.h"
 #include "util.h"
 
 /* Filters of GET /v1/deliveries; NULL fields do not filter. */
@@ -46,5 +49,125 @@ json_t *bh_delivery_list_json(struct bh_db *db, const char *client_id,
  * (client_id NULL: any client).
  */
 json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char *id);
+
+/* ---- write side: worker and scheduler ---------------------------------- */
+
+/* One event of a Kafka batch and the subscriptions it matched (borrowed). */
+struct bh_delivery_input {
+	const struct bh_event *ev;
+	const struct bh_sub *const *subs;
+	int nsubs;
+};
+
+/* A delivery created by bh_delivery_store_events. */
+struct bh_delivery_created {
+	char id[37];
+	int input;                /* index into the caller's inputs */
+	const struct bh_sub *sub; /* borrowed from the input */
+};
+
+/*
+ * In ONE transaction: inserts every event (ON CONFLICT (id) DO NOTHING) and,
+ * for each event that was new, one 'pending' delivery per matched
+ * subscription with next_attempt_at = now() + lease_s. A duplicate event
+ * (already stored, or twice in the batch) creates nothing. On success
+ * *out (malloc'ed, caller frees; may be NULL when *nout is 0) lists the
+ * deliveries created and 0 is returned; on -1 nothing was written and
+ * errbuf says why (the caller retries the batch later).
+ */
+int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *in, int n,
+			     int lease_s, struct bh_delivery_created **out, int *nout,
+			     char *errbuf, size_t errlen) BH_MUSTCHECK;
+
+/* A delivery as a worker needs it to attempt it (bh_delivery_load). */
+struct bh_delivery_row {
+	char *id;
+	char *event_id;
+	char *subscription_id;
+	char *status;
+	int attempts;
+	char *event_body; /* the stored normalized event JSON */
+};
+
+/* Loads one delivery with its event; 1 found, 0 absent, -1 database error. */
+int bh_delivery_load(struct bh_db *db, const char *id, struct bh_delivery_row *out) BH_MUSTCHECK;
+void bh_delivery_row_free(struct bh_delivery_row *row);
+/*
+ * Loads many deliveries in one query; *out (malloc'ed, free each row and
+ * the array) holds those found, in no particular order. 0 or -1.
+ */
+int bh_delivery_load_many(struct bh_db *db, const char *const *ids, int n,
+			  struct bh_delivery_row **out, int *nout) BH_MUSTCHECK;
+
+/* What one attempt gave. */
+struct bh_attempt_result {
+	int64_t started_ms;   /* wall clock */
+	int duration_ms;
+	int http_status;      /* 0 when no response */
+	const char *error;    /* NULL on success; curl error or reason */
+	const char *response; /* first bytes of the response body, or NULL */
+	bool permanent;       /* retrying cannot help (render failed): fail now */
+};
+
+enum bh_delivery_state { BH_DELIVERY_PENDING, BH_DELIVERY_SUCCEEDED, BH_DELIVERY_FAILED };
+
+/*
+ * Records one attempt and moves the delivery on, in one transaction:
+ * 2xx -> 'succeeded' (subscription last_success_at = now, failing_since
+ * cleared); failure -> next_attempt_at = now + schedule[attempts] seconds
+ * ± jitter_percent, or 'failed' once the schedule is used up (subscription
+ * failing_since set if unset); 410 Gone -> 'failed' and the subscription
+ * disabled at once. *state says which (may be NULL). 0 or -1 with errbuf.
+ */
+int bh_delivery_record_attempt(struct bh_db *db, const struct bh_config *cfg,
+			       const char *delivery_id, const char *subscription_id,
+			       const struct bh_attempt_result *r, enum bh_delivery_state *state,
+			       char *errbuf, size_t errlen) BH_MUSTCHECK;
+
+/* One finished attempt for bh_delivery_record_attempts. */
+struct bh_attempt_record {
+	const char *delivery_id;
+	const char *subscription_id;
+	struct bh_attempt_result r;
+	enum bh_delivery_state state; /* out: where the delivery went */
+};
+
+/*
+ * The same for many attempts in one transaction (rows locked in id order,
+ * so concurrent workers cannot deadlock); fills each record's state.
+ * 0, or -1 with errbuf and nothing recorded.
+ */
+int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
+				struct bh_attempt_record *recs, int n, char *errbuf,
+				size_t errlen) BH_MUSTCHECK;
+
+/* Fails a pending delivery without an attempt (its subscription is gone or disabled). */
+int bh_delivery_fail(struct bh_db *db, const char *delivery_id, const char *reason) BH_MUSTCHECK;
+
+/* A due delivery the scheduler claimed. */
+struct bh_delivery_claim {
+	char *delivery_id;
+	char *subscription_id;
+	char *event_id;
+};
+
+/*
+ * Claims up to `limit` pending deliveries whose next_attempt_at passed
+ * (FOR UPDATE SKIP LOCKED) and moves their next_attempt_at lease_s ahead.
+ * Run inside the caller's transaction: commit only once the jobs are in
+ * Kafka. *out is malloc'ed (free with bh_delivery_claims_free). 0 or -1.
+ */
+int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
+			  struct bh_delivery_claim **out, int *nout) BH_MUSTCHECK;
+void bh_delivery_claims_free(struct bh_delivery_claim *c, int n);
+
+/* Pending deliveries whose next attempt is due now; -1 on error. */
+long long bh_delivery_count_due(struct bh_db *db);
+
+/*
+ * Disables enabled subscriptions that have failed without a success for
+ * more than after_s seconds, recording why. Returns how many, or -1.
+ */
+int bh_delivery_disable_failing(struct bh_db *db, int after_s);
 
 #endif

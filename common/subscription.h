@@ -97,7 +97,9 @@ struct bh_sub_new {
 
 /*
  * Inserts a subscription with a fresh id and signing secret. Returns the
- * new row as JSON in the native shape (see bh_sub_row_json), or NULL.
+ * new row as JSON in the native shape (see bh_sub_row_json) plus its
+ * "secret" (the creator is its owner), or NULL: then bh_db_errmsg() and
+ * bh_db_sqlstate() say why (23503: no such client).
  */
 json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK;
 
@@ -108,5 +110,45 @@ json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK
 	"s.disabled_reason, s.created_at, s.updated_at, s.seq, s.created_by_user_id"
 /* One row of BH_SUB_COLUMNS as the native endpoint JSON (without secret). */
 json_t *bh_sub_row_json(const PGresult *res, int row);
+
+/*
+ * Native API access to subscriptions (GET/PATCH/DELETE /v1/endpoints). Every
+ * function takes the caller's client_id and only touches that client's
+ * rows; NULL (role admin) means any client. Lookups by id return 0 when
+ * found, BH_SUB_NOT_FOUND when absent or another client's, -1 on a
+ * database error (bh_db_errmsg() says why).
+ */
+#define BH_SUB_NOT_FOUND 1
+
+/*
+ * One page, newest first: {"data":[...],"next_cursor":"..." or null}.
+ * cursor is a previous page's next_cursor or NULL. NULL on failure with
+ * "cursor: ..." in errbuf for a bad cursor, "database: ..." otherwise.
+ */
+json_t *bh_sub_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,
+			 char *errbuf, size_t errlen);
+/* One subscription in the native shape plus its "secret"; *out is the caller's. */
+int bh_sub_get_json(struct bh_db *db, const char *client_id, const char *id, json_t **out)
+	BH_MUSTCHECK;
+
+/* A partial update; a NULL pointer or a false set_ flag leaves the field as it is. */
+struct bh_sub_patch {
+	const char *url;
+	const char *description;
+	json_t *event_types; /* array of strings */
+	bool set_bank_id;
+	const char *bank_id; /* NULL with set_bank_id: any bank */
+	bool set_account_id;
+	const char *account_id;
+	json_t *headers; /* object, replaces the whole set */
+	bool set_enabled;
+	bool enabled; /* enabling also clears disabled_reason and failing_since */
+};
+
+/* Applies p; on 0 *out is the updated row in the native shape (without secret). */
+int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
+		  const struct bh_sub_patch *p, json_t **out) BH_MUSTCHECK;
+/* Deletes one subscription (its deliveries go with it); 0, BH_SUB_NOT_FOUND or -1. */
+int bh_sub_delete(struct bh_db *db, const char *client_id, const char *id) BH_MUSTCHECK;
 
 #endif

@@ -94,8 +94,18 @@ BEGIN
 END $$;
 
 CREATE TRIGGER subscriptions_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON subscriptions
+    AFTER INSERT OR DELETE OR TRUNCATE ON subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_bump_version();
+
+-- Workers record last_success_at / failing_since after attempts; those
+-- columns are not part of what workers cache, so updating only them must
+-- not make every worker reload (statement triggers fire even for 0 rows).
+CREATE TRIGGER subscriptions_updated
+    AFTER UPDATE ON subscriptions
+    FOR EACH ROW
+    WHEN ((to_jsonb(OLD) - 'last_success_at' - 'failing_since')
+          IS DISTINCT FROM (to_jsonb(NEW) - 'last_success_at' - 'failing_since'))
+    EXECUTE FUNCTION subscriptions_bump_version();
 
 -- Every accepted event, for deduplication by id and for replay.
 CREATE TABLE events (
@@ -112,6 +122,7 @@ CREATE INDEX events_received ON events (received_at);
 -- One event for one subscription. Its id is the webhook-id receivers see.
 CREATE TABLE deliveries (
     id               text PRIMARY KEY,
+    seq              bigserial UNIQUE,  -- list order and cursor
     event_id         text NOT NULL REFERENCES events (id) ON DELETE CASCADE,
     subscription_id  text NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
     client_id        text NOT NULL,
@@ -126,8 +137,9 @@ CREATE TABLE deliveries (
     UNIQUE (event_id, subscription_id)
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_subscription ON deliveries (subscription_id, created_at);
-CREATE INDEX deliveries_client ON deliveries (client_id, created_at);
+CREATE INDEX deliveries_subscription ON deliveries (subscription_id, seq);
+CREATE INDEX deliveries_client ON deliveries (client_id, seq);
+CREATE INDEX subscriptions_failing ON subscriptions (failing_since) WHERE enabled;
 
 CREATE TABLE attempts (
     id             bigserial PRIMARY KEY,

@@ -1,0 +1,78 @@
+/*
+ * The delivery log as seen through the native API; the queries are in
+ * common/delivery.c and are scoped to the caller's client (admin: all).
+ */
+#include <string.h>
+
+#include "delivery.h"
+#include "server.h"
+
+#define FILTER_MAX 200
+
+static const char *scope(const struct bh_request *req)
+{
+	return req->caller.is_admin ? NULL : req->caller.client_id;
+}
+
+/* A query filter of at most FILTER_MAX bytes; -1 with the reply set. */
+static int query_filter(struct bh_request *req, const char *key, const char **out)
+{
+	*out = bh_api_query(req, key);
+	if (*out != NULL && (strlen(*out) == 0 || strlen(*out) > FILTER_MAX)) {
+		bh_api_reply_error(req, 400, "invalid_parameter", "%s: must be 1 to %d characters",
+				   key, FILTER_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+static void list_deliveries(struct bh_request *req)
+{
+	struct bh_delivery_filter f;
+	char err[256];
+	int limit;
+	if (bh_api_query_limit(req, &limit) < 0 ||
+	    query_filter(req, "endpoint_id", &f.endpoint_id) < 0 ||
+	    query_filter(req, "event_id", &f.event_id) < 0 ||
+	    query_filter(req, "status", &f.status) < 0)
+		return;
+	if (f.status != NULL && strcmp(f.status, "pending") != 0 &&
+	    strcmp(f.status, "succeeded") != 0 && strcmp(f.status, "failed") != 0) {
+		bh_api_reply_error(req, 400, "invalid_parameter",
+				   "status: must be pending, succeeded or failed");
+		return;
+	}
+	json_t *page = bh_delivery_list_json(bh_api_db(req), scope(req), &f, limit,
+					     bh_api_query(req, "cursor"), err, sizeof(err));
+	if (page == NULL) {
+		if (strncmp(err, "cursor:", 7) == 0)
+			bh_api_reply_error(req, 400, "invalid_parameter", "%s", err);
+		else
+			bh_api_reply_db_error(req, "list deliveries");
+		return;
+	}
+	bh_api_reply_json(req, 200, page);
+}
+
+static void get_delivery(struct bh_request *req)
+{
+	/* NULL is both "absent" and "database down": tell them apart with a ping. */
+	json_t *d = bh_delivery_get_json(bh_api_db(req), scope(req), bh_api_param(req, "id"));
+	if (d != NULL) {
+		bh_api_reply_json(req, 200, d);
+		return;
+	}
+	if (!bh_db_ping(req->db)) {
+		bh_api_reply_db_error(req, "get delivery");
+		return;
+	}
+	bh_api_reply_error(req, 404, "not_found", "id: no such delivery");
+}
+
+const struct bh_route bh_routes_deliveries[] = {
+	{.method = "GET", .pattern = "/v1/deliveries", .handler = list_deliveries,
+	 .needs_auth = true},
+	{.method = "GET", .pattern = "/v1/deliveries/{id}", .handler = get_delivery,
+	 .needs_auth = true},
+	{.method = NULL},
+};

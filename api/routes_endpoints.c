@@ -1,0 +1,303 @@
+/*
+ * Native endpoints: POST/GET/PATCH/DELETE /v1/endpoints. Validation lives
+ * here; the SQL is in common/subscription.c. A caller without role admin
+ * works on its own client's subscriptions only, and another client's id
+ * answers 404.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "body.h"
+#include "log.h"
+#include "net.h"
+#include "server.h"
+#include "subscription.h"
+
+#define HEADERS_MAX 20
+#define HEADER_NAME_MAX 100
+#define HEADER_VALUE_MAX 1000
+#define EVENT_TYPES_MAX 16
+
+static const char *const event_types[] = {"transaction.created", "balance.changed",
+					  "payment.updated"};
+
+/*
+ * Headers bankhook sets itself on every delivery (or that would break the
+ * framing of the request) cannot be overridden by an endpoint.
+ */
+static const char *const reserved_headers[] = {"content-type",	    "content-length", "user-agent",
+					       "host",		    "transfer-encoding", "connection"};
+
+static const char *const endpoint_fields[] = {"url",	 "description", "event_types", "filter",
+					      "headers", "enabled",	"client_id",   NULL};
+
+/* The caller's scope for subscription queries: NULL for admin. */
+static const char *scope(const struct bh_request *req)
+{
+	return req->caller.is_admin ? NULL : req->caller.client_id;
+}
+
+static int check_url(struct bh_request *req, const char *url)
+{
+	char msg[256];
+	const struct bh_config *cfg = req->api->cfg;
+	if (bh_url_check(url, cfg->delivery_allow_loopback, cfg->delivery_allow_private, msg,
+			 sizeof(msg)) < 0) {
+		bh_api_reply_error(req, 400, "invalid_field", "url: %s", msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_event_types(struct bh_request *req, json_t *v)
+{
+	size_t i;
+	json_t *t;
+	if (!json_is_array(v) || json_array_size(v) > EVENT_TYPES_MAX) {
+		bh_api_reply_error(req, 400, "invalid_field",
+				   "event_types: must be an array of at most %d event types",
+				   EVENT_TYPES_MAX);
+		return -1;
+	}
+	json_array_foreach (v, i, t) {
+		bool known = false;
+		for (size_t k = 0; k < BH_ARRAY_LEN(event_types) && json_is_string(t); k++)
+			known = known || strcmp(json_string_value(t), event_types[k]) == 0;
+		if (!known) {
+			bh_api_reply_error(req, 400, "invalid_field",
+					   "event_types[%zu]: unknown event type; expected "
+					   "transaction.created, balance.changed or payment.updated",
+					   i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* RFC 9110 token characters, the only ones a header name may hold. */
+static bool is_token(const char *s)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  (c != '\0' && strchr(extra, c) != NULL);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static int check_headers(struct bh_request *req, json_t *v)
+{
+	const char *name;
+	json_t *val;
+	if (!json_is_object(v) || json_object_size(v) > HEADERS_MAX) {
+		bh_api_reply_error(req, 400, "invalid_field",
+				   "headers: must be an object of at most %d name: value strings",
+				   HEADERS_MAX);
+		return -1;
+	}
+	json_object_foreach (v, name, val) {
+		if (strlen(name) > HEADER_NAME_MAX || !is_token(name)) {
+			bh_api_reply_error(req, 400, "invalid_field",
+					   "headers: \"%.100s\" is not a valid header name", name);
+			return -1;
+		}
+		bool reserved = strncasecmp(name, "webhook-", 8) == 0;
+		for (size_t i = 0; i < BH_ARRAY_LEN(reserved_headers) && !reserved; i++)
+			reserved = strcasecmp(name, reserved_headers[i]) == 0;
+		if (reserved) {
+			bh_api_reply_error(req, 400, "invalid_field",
+					   "headers.%s: set by bankhook, cannot be overridden", name);
+			return -1;
+		}
+		const char *s;
+		/* bh_body_string refuses CR and LF, so no header can be injected. */
+		if (bh_body_string(req, v, "headers.", name, 0, HEADER_VALUE_MAX, true, &s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* filter {bank_id, account_id}: each present key sets the value (null: any). */
+static int check_filter(struct bh_request *req, json_t *v, struct bh_sub_patch *p)
+{
+	static const char *const fields[] = {"bank_id", "account_id", NULL};
+	if (!json_is_object(v)) {
+		bh_api_reply_error(req, 400, "invalid_field", "filter: must be an object");
+		return -1;
+	}
+	if (bh_body_only_fields(req, v, "filter.", fields) < 0 ||
+	    bh_body_string(req, v, "filter.", "bank_id", 1, 200, false, &p->bank_id) < 0 ||
+	    bh_body_string(req, v, "filter.", "account_id", 1, 200, false, &p->account_id) < 0)
+		return -1;
+	p->set_bank_id = json_object_get(v, "bank_id") != NULL;
+	p->set_account_id = json_object_get(v, "account_id") != NULL;
+	return 0;
+}
+
+/*
+ * Validates the fields shared by POST and PATCH into p (strings borrowed
+ * from the body). 0, or -1 with the reply set.
+ */
+static int parse_fields(struct bh_request *req, json_t *obj, bool creating, struct bh_sub_patch *p)
+{
+	json_t *v;
+	memset(p, 0, sizeof(*p));
+	if (bh_body_string(req, obj, "", "url", 1, BH_URL_MAX, creating, &p->url) < 0 ||
+	    (p->url != NULL && check_url(req, p->url) < 0))
+		return -1;
+	if (bh_body_string(req, obj, "", "description", 0, 1000, false, &p->description) < 0)
+		return -1;
+	if ((v = json_object_get(obj, "event_types")) != NULL && !json_is_null(v)) {
+		if (check_event_types(req, v) < 0)
+			return -1;
+		p->event_types = v;
+	}
+	if ((v = json_object_get(obj, "filter")) != NULL && !json_is_null(v) &&
+	    check_filter(req, v, p) < 0)
+		return -1;
+	if ((v = json_object_get(obj, "headers")) != NULL && !json_is_null(v)) {
+		if (check_headers(req, v) < 0)
+			return -1;
+		p->headers = v;
+	}
+	if (bh_body_bool(req, obj, "enabled", &p->set_enabled, &p->enabled) < 0)
+		return -1;
+	return 0;
+}
+
+static void create_endpoint(struct bh_request *req)
+{
+	struct bh_sub_patch p;
+	const char *client_id;
+	json_t *obj = bh_body_object(req, endpoint_fields, true);
+	if (obj == NULL || parse_fields(req, obj, true, &p) < 0 ||
+	    bh_body_string(req, obj, "", "client_id", 1, 200, false, &client_id) < 0)
+		return;
+	/* What an admin creates belongs to its own client unless the body names one. */
+	if (client_id != NULL && !req->caller.is_admin &&
+	    strcmp(client_id, req->caller.client_id) != 0) {
+		bh_api_reply_error(req, 403, "forbidden",
+				   "client_id: only an admin may create endpoints for another client");
+		return;
+	}
+	struct bh_sub_new n = {
+		.client_id = client_id ? client_id : req->caller.client_id,
+		.kind = "native",
+		.url = p.url,
+		.description = p.description,
+		.event_types = p.event_types,
+		.bank_id = p.bank_id,
+		.account_id = p.account_id,
+		.headers = p.headers,
+		.enabled = p.set_enabled ? p.enabled : true,
+		.created_by_user_id = req->caller.user_id,
+	};
+	json_t *row = bh_sub_insert(bh_api_db(req), &n);
+	if (row == NULL) {
+		if (strcmp(bh_db_sqlstate(req->db), "23503") == 0)
+			bh_api_reply_error(req, 400, "invalid_field", "client_id: no such client");
+		else
+			bh_api_reply_db_error(req, "create endpoint");
+		return;
+	}
+	struct bh_log_ctx ctx = {.subscription = json_string_value(json_object_get(row, "id"))};
+	bh_info_ctx(&ctx, "created endpoint for client %s", n.client_id);
+	bh_api_reply_json(req, 201, row);
+}
+
+static void list_endpoints(struct bh_request *req)
+{
+	char err[256];
+	int limit;
+	if (bh_api_query_limit(req, &limit) < 0)
+		return;
+	/* An admin sees every client's, or one client's with ?client_id=. */
+	const char *client_id = req->caller.is_admin ? bh_api_query(req, "client_id") : scope(req);
+	json_t *page = bh_sub_list_json(bh_api_db(req), client_id, limit,
+					bh_api_query(req, "cursor"), err, sizeof(err));
+	if (page == NULL) {
+		if (strncmp(err, "cursor:", 7) == 0)
+			bh_api_reply_error(req, 400, "invalid_parameter", "%s", err);
+		else
+			bh_api_reply_db_error(req, "list endpoints");
+		return;
+	}
+	bh_api_reply_json(req, 200, page);
+}
+
+static void get_endpoint(struct bh_request *req)
+{
+	json_t *row = NULL;
+	int rc = bh_sub_get_json(bh_api_db(req), scope(req), bh_api_param(req, "id"), &row);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "get endpoint");
+		return;
+	}
+	if (rc == BH_SUB_NOT_FOUND) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return;
+	}
+	/* The secret is shown to its owner only, not to an admin looking on. */
+	const char *owner = json_string_value(json_object_get(row, "client_id"));
+	if (owner == NULL || strcmp(owner, req->caller.client_id) != 0)
+		json_object_del(row, "secret");
+	bh_api_reply_json(req, 200, row);
+}
+
+static void patch_endpoint(struct bh_request *req)
+{
+	static const char *const fields[] = {"url",	"description", "event_types", "filter",
+					     "headers", "enabled",     NULL};
+	struct bh_sub_patch p;
+	json_t *row = NULL;
+	json_t *obj = bh_body_object(req, fields, true);
+	if (obj == NULL || parse_fields(req, obj, false, &p) < 0)
+		return;
+	int rc = bh_sub_update(bh_api_db(req), scope(req), bh_api_param(req, "id"), &p, &row);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "update endpoint");
+		return;
+	}
+	if (rc == BH_SUB_NOT_FOUND) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return;
+	}
+	struct bh_log_ctx ctx = {.subscription = bh_api_param(req, "id")};
+	bh_info_ctx(&ctx, "updated endpoint");
+	bh_api_reply_json(req, 200, row);
+}
+
+static void delete_endpoint(struct bh_request *req)
+{
+	int rc = bh_sub_delete(bh_api_db(req), scope(req), bh_api_param(req, "id"));
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "delete endpoint");
+		return;
+	}
+	if (rc == BH_SUB_NOT_FOUND) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return;
+	}
+	struct bh_log_ctx ctx = {.subscription = bh_api_param(req, "id")};
+	bh_info_ctx(&ctx, "deleted endpoint");
+	bh_api_reply_empty(req, 204);
+}
+
+const struct bh_route bh_routes_endpoints[] = {
+	{.method = "POST", .pattern = "/v1/endpoints", .handler = create_endpoint,
+	 .needs_auth = true},
+	{.method = "GET", .pattern = "/v1/endpoints", .handler = list_endpoints, .needs_auth = true},
+	{.method = "GET", .pattern = "/v1/endpoints/{id}", .handler = get_endpoint,
+	 .needs_auth = true},
+	{.method = "PATCH", .pattern = "/v1/endpoints/{id}", .handler = patch_endpoint,
+	 .needs_auth = true},
+	{.method = "DELETE", .pattern = "/v1/endpoints/{id}", .handler = delete_endpoint,
+	 .needs_auth = true},
+	{.method = NULL},
+};

@@ -1,0 +1,67 @@
+/*
+ * POST /v1/events: validates an event exactly as the worker will, gives it
+ * an id when it has none, and answers 202 only once Kafka acknowledged it,
+ * so an accepted event is never lost.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "log.h"
+#include "server.h"
+
+/* The partition key keeps one account's events in order. */
+static const char *event_key(const struct bh_event *ev)
+{
+	const char *merchant = bh_event_data_str(ev, "merchant_id");
+	if (ev->account_id != NULL)
+		return ev->account_id;
+	if (ev->bank_id != NULL)
+		return ev->bank_id;
+	return merchant[0] != '\0' ? merchant : ev->id;
+}
+
+static void post_event(struct bh_request *req)
+{
+	struct bh_event ev;
+	char id[37], err[512];
+	char *payload = NULL;
+	if (req->body == NULL) {
+		bh_api_reply_error(req, 400, "invalid_body", "body: a JSON event object is required");
+		return;
+	}
+	bh_uuid4(id);
+	if (bh_event_from_json(req->body, id, &ev, err, sizeof(err)) < 0) {
+		bh_api_reply_error(req, 400, "invalid_event", "%s", err);
+		return;
+	}
+	payload = json_dumps(ev.json, JSON_COMPACT);
+	if (payload == NULL) {
+		bh_api_reply_error(req, 500, "internal", "event: cannot be serialized");
+		goto out;
+	}
+	struct bh_log_ctx ctx = {.event = ev.id};
+	if (bh_kafka_produce_sync(req->api->producer, req->api->cfg->topic_events, event_key(&ev),
+				  payload, strlen(payload), err, sizeof(err)) < 0) {
+		bh_log_write(BH_LOG_ERROR, &ctx, __FILE__, __LINE__, "event not accepted: %s", err);
+		bh_api_reply_error(req, 503, "dependency_unavailable",
+				   "Kafka did not acknowledge the event; try again later.");
+		goto out;
+	}
+	bh_info_ctx(&ctx, "accepted %s", ev.type_name);
+	bh_api_reply_json(req, 202, json_pack("{s:s,s:s}", "id", ev.id, "status", "accepted"));
+out:
+	free(payload);
+	bh_event_free(&ev);
+}
+
+/*
+ * Publishing events is for core systems: an event reaches every client's
+ * subscriptions, so a tenant must not be able to forge one. Role
+ * event_publisher (or admin) is required.
+ */
+const struct bh_route bh_routes_events[] = {
+	{.method = "POST", .pattern = "/v1/events", .handler = post_event,
+	 .role = "event_publisher", .needs_auth = true},
+	{.method = NULL},
+};

@@ -1,0 +1,45 @@
+/*
+ * Operations endpoints, unauthenticated so probes and Prometheus need no
+ * token: /healthz (the process answers), /readyz (PostgreSQL and Kafka
+ * answer), /metrics (Prometheus text).
+ */
+#include <stdio.h>
+
+#include "server.h"
+
+#define KAFKA_PING_MS 2000
+#define METRICS_MAX_BYTES (256 * 1024)
+
+static void healthz(struct bh_request *req)
+{
+	bh_api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void readyz(struct bh_request *req)
+{
+	bool db_ok = bh_db_ping(bh_api_db(req));
+	bool kafka_ok = bh_kafka_ping(req->api->producer, KAFKA_PING_MS);
+	json_t *body = json_pack("{s:s,s:s,s:s}", "status", db_ok && kafka_ok ? "ok" : "unavailable",
+				 "database", db_ok ? "ok" : "unreachable", "kafka",
+				 kafka_ok ? "ok" : "unreachable");
+	bh_api_reply_json(req, db_ok && kafka_ok ? 200 : 503, body);
+}
+
+static void metrics(struct bh_request *req)
+{
+	struct bh_buf out;
+	bh_buf_init(&out, METRICS_MAX_BYTES);
+	(void)bh_buf_appendf(&out, "# HELP bankhook_up The process is up.\n"
+				   "# TYPE bankhook_up gauge\n"
+				   "bankhook_up{process=\"api\"} 1\n");
+	bh_server_metrics(&out);
+	bh_api_reply_text(req, 200, "text/plain; version=0.0.4", out.data ? out.data : "", out.len);
+	bh_buf_free(&out);
+}
+
+const struct bh_route bh_routes_ops[] = {
+	{.method = "GET", .pattern = "/healthz", .handler = healthz},
+	{.method = "GET", .pattern = "/readyz", .handler = readyz},
+	{.method = "GET", .pattern = "/metrics", .handler = metrics},
+	{.method = NULL},
+};

@@ -1,0 +1,665 @@
+#include "server.h"
+
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define TOKEN_MAX 512
+#define PARAM_MAX 200
+#define METRICS_MAX 512
+
+struct bh_server {
+	struct MHD_Daemon *daemon;
+	struct bh_api *api;
+	atomic_int in_flight; /* requests between their first call and completion */
+};
+
+/* Per-request state, from the first call of the access handler to completion. */
+struct conn_ctx {
+	struct bh_buf body;
+	bool replied; /* a response was queued before the body was read */
+	int64_t start_ms;
+};
+
+/* Searched in this order; the first route whose pattern and method match wins. */
+static const struct bh_route *const route_tables[] = {
+	bh_routes_ops, bh_routes_identity, bh_routes_endpoints, bh_routes_events,
+	bh_routes_deliveries, bh_routes_banks, bh_routes_obp,
+};
+
+/* ---------------------------------------------------------------- metrics */
+
+struct metric {
+	const char *route; /* a route pattern (static) or "unmatched" */
+	unsigned int status;
+	unsigned long long count;
+};
+
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct metric metrics[METRICS_MAX];
+static int n_metrics;
+
+static void metrics_count(const char *route, unsigned int status)
+{
+	pthread_mutex_lock(&metrics_lock);
+	int i;
+	for (i = 0; i < n_metrics; i++)
+		if (metrics[i].status == status && strcmp(metrics[i].route, route) == 0)
+			break;
+	/* Routes and statuses are finite, so the table only fills on a bug; then we stop counting. */
+	if (i == n_metrics && n_metrics < METRICS_MAX)
+		metrics[n_metrics++] = (struct metric){.route = route, .status = status};
+	if (i < n_metrics)
+		metrics[i].count++;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+void bh_server_metrics(struct bh_buf *out)
+{
+	(void)bh_buf_appendf(out, "# HELP bankhook_http_requests_total HTTP requests by route and status.\n"
+				  "# TYPE bankhook_http_requests_total counter\n");
+	pthread_mutex_lock(&metrics_lock);
+	/* Route patterns are our own constants: no quotes or backslashes to escape. */
+	for (int i = 0; i < n_metrics; i++)
+		(void)bh_buf_appendf(out,
+				     "bankhook_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
+				     metrics[i].route, metrics[i].status, metrics[i].count);
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void reply_set(struct bh_request *req, unsigned int status, char *body, size_t len,
+		      const char *type)
+{
+	free(req->reply_body);
+	req->status = status;
+	req->reply_body = body;
+	req->reply_len = len;
+	req->reply_type = type;
+}
+
+void bh_api_reply_json(struct bh_request *req, unsigned int status, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL) {
+		bh_error("cannot serialize a %u reply", status);
+		text = bh_xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
+		status = 500;
+	}
+	reply_set(req, status, text, strlen(text), "application/json");
+}
+
+/*
+ * The OBP text for an error the shared plumbing raised on an OBP route
+ * (authentication, body limits, the database): OBP clients match on the
+ * OBP-nnnnn prefix, so every status gets the code OBP-API uses for it.
+ */
+static void reply_error_obp(struct bh_request *req, unsigned int status, const char *msg)
+{
+	switch (status) {
+	case 401:
+		bh_api_reply_obp(req, status,
+				 "OBP-20001: User not logged in. Authentication is required!");
+		break;
+	case 404:
+	case 405:
+		bh_api_reply_obp(
+			req, status,
+			"OBP-10404: 404 Not Found. The server could not find the requested URI."
+			" Please double check your URL, headers and body.");
+		break;
+	case 429:
+		bh_api_reply_obp(req, status, "OBP-10018: Too Many Requests.");
+		break;
+	default:
+		if (status >= 400 && status < 500)
+			bh_api_reply_obp(req, status, "OBP-10001: Incorrect json format. %s", msg);
+		else
+			bh_api_reply_obp(req, status, "OBP-50000: Unknown Error.");
+	}
+}
+
+void bh_api_reply_error(struct bh_request *req, unsigned int status, const char *code,
+			const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (req->obp) {
+		reply_error_obp(req, status, msg);
+		return;
+	}
+	bh_api_reply_json(req, status,
+			  json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+}
+
+void bh_api_reply_obp(struct bh_request *req, unsigned int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bh_api_reply_json(req, status, json_pack("{s:i,s:s}", "code", (int)status, "message", msg));
+}
+
+void bh_api_reply_text(struct bh_request *req, unsigned int status, const char *content_type,
+		       const char *text, size_t len)
+{
+	reply_set(req, status, bh_xstrndup(text, len), len, content_type);
+}
+
+void bh_api_reply_empty(struct bh_request *req, unsigned int status)
+{
+	reply_set(req, status, NULL, 0, NULL);
+}
+
+void bh_api_reply_db_error(struct bh_request *req, const char *what)
+{
+	bh_error("%s %s: %s: database: %s %s", req->method, req->path, what,
+		 req->db ? bh_db_sqlstate(req->db) : "", req->db ? bh_db_errmsg(req->db) : "");
+	bh_api_reply_error(req, 503, "dependency_unavailable",
+			   "The database is unavailable; try again later.");
+}
+
+/* ---------------------------------------------------------------- request accessors */
+
+const char *bh_api_param(const struct bh_request *req, const char *name)
+{
+	for (int i = 0; i < req->n_params; i++)
+		if (strcmp(req->param_names[i], name) == 0)
+			return req->param_values[i];
+	return "";
+}
+
+const char *bh_api_query(const struct bh_request *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *bh_api_header(const struct bh_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+struct bh_db *bh_api_db(struct bh_request *req)
+{
+	/* Taken lazily so /healthz and /metrics never wait for the pool. */
+	if (req->db == NULL)
+		req->db = bh_db_pool_get(req->api->pool);
+	return req->db;
+}
+
+int bh_api_query_limit(struct bh_request *req, int *out)
+{
+	const char *s = bh_api_query(req, "limit");
+	long long n = 50;
+	if (s != NULL && bh_parse_int(s, 1, 1000, &n) < 0) {
+		bh_api_reply_error(req, 400, "invalid_parameter",
+				   "limit: must be an integer from 1 to 1000");
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static void params_free(struct bh_request *req)
+{
+	for (int i = 0; i < req->n_params; i++) {
+		free(req->param_names[i]);
+		free(req->param_values[i]);
+	}
+	req->n_params = 0;
+}
+
+/*
+ * Matches path against a pattern of literal segments and {name} segments;
+ * a {name} takes one non-empty segment. Fills req's params on success.
+ */
+static bool route_match(const char *pattern, const char *path, struct bh_request *req)
+{
+	const char *p = pattern, *s = path;
+	params_free(req);
+	while (*p != '\0' && *s != '\0') {
+		if (*p == '{') {
+			const char *close = strchr(p, '}');
+			size_t vlen = strcspn(s, "/");
+			if (close == NULL || vlen == 0 || vlen > PARAM_MAX ||
+			    req->n_params == BH_API_MAX_PARAMS)
+				goto fail;
+			req->param_names[req->n_params] = bh_xstrndup(p + 1, (size_t)(close - p - 1));
+			req->param_values[req->n_params] = bh_xstrndup(s, vlen);
+			req->n_params++;
+			p = close + 1;
+			s += vlen;
+			continue;
+		}
+		if (*p != *s)
+			goto fail;
+		p++;
+		s++;
+	}
+	if (*p == '\0' && *s == '\0')
+		return true;
+fail:
+	params_free(req);
+	return false;
+}
+
+/*
+ * The route for method and path. When the path exists only with other
+ * methods, NULL and *allow lists them (malloc'ed); when it does not exist
+ * at all, NULL and *allow NULL.
+ */
+static const struct bh_route *route_find(struct bh_request *req, char **allow)
+{
+	struct bh_buf methods;
+	const struct bh_route *found = NULL;
+	bh_buf_init(&methods, 256);
+	*allow = NULL;
+	for (size_t t = 0; t < BH_ARRAY_LEN(route_tables) && found == NULL; t++) {
+		for (const struct bh_route *r = route_tables[t]; r->method != NULL; r++) {
+			if (!route_match(r->pattern, req->path, req))
+				continue;
+			/* HEAD is GET without the body, which libmicrohttpd drops itself. */
+			if (strcmp(r->method, req->method) == 0 ||
+			    (strcmp(req->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+				found = r;
+				break;
+			}
+			(void)bh_buf_appendf(&methods, "%s%s", methods.len ? ", " : "", r->method);
+		}
+	}
+	if (found == NULL) {
+		params_free(req);
+		if (methods.len > 0) {
+			*allow = methods.data;
+			methods.data = NULL; /* now owned by the caller */
+		}
+	}
+	bh_buf_free(&methods);
+	return found;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static bool has_role(const struct bh_caller *c, const char *role)
+{
+	size_t i;
+	json_t *v;
+	if (c->is_admin)
+		return true;
+	json_array_foreach (c->roles, i, v)
+		if (strcmp(json_string_value(v), role) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The token of a DirectLogin parameter list ("token=abc" or
+ * token="abc", possibly among other parameters), copied into out; 0 or -1.
+ */
+static int directlogin_token(const char *h, char *out, size_t outlen)
+{
+	while (*h != '\0') {
+		h += strspn(h, " \t,");
+		size_t klen = strcspn(h, "= \t,");
+		const char *v = h + klen;
+		v += strspn(v, " \t");
+		if (*v != '=') {
+			h = v + strcspn(v, ",");
+			continue;
+		}
+		v++;
+		v += strspn(v, " \t");
+		bool quoted = *v == '"';
+		v += quoted;
+		size_t vlen = strcspn(v, quoted ? "\"" : " \t,");
+		if (klen == 5 && strncasecmp(h, "token", 5) == 0) {
+			if (vlen == 0 || vlen >= outlen)
+				return -1;
+			memcpy(out, v, vlen);
+			out[vlen] = '\0';
+			return 0;
+		}
+		h = v + vlen + (quoted && v[vlen] == '"');
+	}
+	return -1;
+}
+
+/*
+ * The caller's token: "Authorization: Bearer <t>", or as OBP clients send
+ * it, "Authorization: DirectLogin token=<t>" or "DirectLogin: token=<t>".
+ * 0, or -1 when none is given or it is malformed.
+ */
+static int request_token(struct bh_request *req, char *out, size_t outlen)
+{
+	const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+		const char *t = h + 7;
+		t += strspn(t, " ");
+		size_t n = strlen(t);
+		if (n == 0 || n >= outlen)
+			return -1;
+		memcpy(out, t, n + 1);
+		return 0;
+	}
+	if (h != NULL && strncasecmp(h, "DirectLogin ", 12) == 0)
+		return directlogin_token(h + 12, out, outlen);
+	h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "DirectLogin");
+	if (h != NULL)
+		return directlogin_token(h, out, outlen);
+	return -1;
+}
+
+/* 0 with the caller filled in, or -1 with the reply set. */
+static int authenticate(struct bh_request *req)
+{
+	char token[TOKEN_MAX + 1];
+	if (request_token(req, token, sizeof(token)) < 0) {
+		bh_api_reply_error(req, 401, "unauthorized",
+				   "Authorization: a header \"Bearer <token>\" is required.");
+		return -1;
+	}
+	int rc = bh_identity_authenticate(bh_api_db(req), token, &req->caller);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "authenticate");
+		return -1;
+	}
+	if (rc > 0) {
+		bh_api_reply_error(req, 401, "unauthorized", "Authorization: the token is not valid.");
+		return -1;
+	}
+	return 0;
+}
+
+/* "application/json", optionally followed by parameters. */
+static bool is_json_type(const char *ct)
+{
+	static const char want[] = "application/json";
+	if (ct == NULL || strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return false;
+	char c = ct[sizeof(want) - 1];
+	return c == '\0' || c == ';' || c == ' ' || c == '\t';
+}
+
+/* Parses the body of POST/PUT/PATCH; 0, or -1 with the reply set. */
+static int parse_body(struct bh_request *req, const struct bh_buf *body)
+{
+	bool has_body_method = strcmp(req->method, "POST") == 0 ||
+			       strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+	if (!has_body_method || body->len == 0)
+		return 0;
+	const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_TYPE);
+	/* OBP clients do not always say application/json; OBP-API reads the body anyway. */
+	if (!req->obp && !is_json_type(ct)) {
+		bh_api_reply_error(req, 415, "unsupported_media_type",
+				   "Content-Type: must be application/json.");
+		return -1;
+	}
+	json_error_t jerr;
+	req->body = json_loadb(body->data, body->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (req->body == NULL && req->obp) {
+		req->body_invalid = true; /* answered by the handler, after bank and role checks */
+		return 0;
+	}
+	if (req->body == NULL) {
+		bh_api_reply_error(req, 400, "invalid_json",
+				   "body: not valid JSON: %s at line %d column %d.", jerr.text,
+				   jerr.line, jerr.column);
+		return -1;
+	}
+	return 0;
+}
+
+/* Routes, authenticates and runs the handler; the reply is left in req. */
+static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
+{
+	char *allow = NULL;
+	const struct bh_route *r = route_find(req, &allow);
+	req->obp = r != NULL ? r->obp : strncmp(req->path, "/obp/", 5) == 0;
+	if (r == NULL) {
+		if (allow != NULL) {
+			req->reply_allow = allow;
+			bh_api_reply_error(req, 405, "method_not_allowed",
+					   "method: %s is not allowed here; use %s.", req->method,
+					   allow);
+		} else {
+			bh_api_reply_error(req, 404, "not_found", "path: no such resource: %s",
+					   req->path);
+		}
+		return "unmatched";
+	}
+	if (body->too_big) {
+		bh_api_reply_error(req, 413, "body_too_large",
+				   "body: larger than the limit of %d bytes.",
+				   req->api->cfg->api_body_limit);
+		return r->pattern;
+	}
+	if (r->needs_auth && authenticate(req) < 0)
+		return r->pattern;
+	if (r->role != NULL && !has_role(&req->caller, r->role)) {
+		bh_api_reply_error(req, 403, "forbidden", "role: this call needs role %s.", r->role);
+		return r->pattern;
+	}
+	if (parse_body(req, body) < 0)
+		return r->pattern;
+	r->handler(req);
+	if (req->status == 0) {
+		bh_error("%s %s: handler set no reply", req->method, req->path);
+		bh_api_reply_error(req, 500, "internal", "Internal error.");
+	}
+	return r->pattern;
+}
+
+/* ---------------------------------------------------------------- libmicrohttpd glue */
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct bh_request *req)
+{
+	struct MHD_Response *resp;
+	if (req->reply_body != NULL) {
+		/* MUST_FREE: the body is malloc'ed and now belongs to the response. */
+		resp = MHD_create_response_from_buffer(req->reply_len, req->reply_body,
+						       MHD_RESPMEM_MUST_FREE);
+		req->reply_body = NULL;
+	} else {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	}
+	if (resp == NULL)
+		return MHD_NO;
+	if (req->reply_type != NULL)
+		(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
+	if (req->reply_allow != NULL)
+		(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->reply_allow);
+	(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	enum MHD_Result ret = MHD_queue_response(conn, req->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void request_free(struct bh_request *req)
+{
+	if (req->db != NULL)
+		bh_db_pool_put(req->api->pool, req->db);
+	params_free(req);
+	json_decref(req->body);
+	bh_caller_free(&req->caller);
+	free(req->reply_body);
+	free(req->reply_allow);
+}
+
+/* Replies 413 before reading a body whose declared length is over the limit. */
+static enum MHD_Result reply_too_large(struct bh_server *srv, struct MHD_Connection *conn,
+				       const char *method, const char *url)
+{
+	struct bh_request req = {.api = srv->api, .method = method, .path = url, .conn = conn};
+	char *allow = NULL;
+	const struct bh_route *r = route_find(&req, &allow);
+	free(allow);
+	req.obp = r != NULL && r->obp;
+	bh_api_reply_error(&req, 413, "body_too_large", "body: larger than the limit of %d bytes.",
+			   srv->api->cfg->api_body_limit);
+	enum MHD_Result ret = queue_reply(conn, &req);
+	metrics_count(r ? r->pattern : "unmatched", 413);
+	request_free(&req);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	struct bh_server *srv = cls;
+	struct conn_ctx *ctx = *con_cls;
+	if (ctx == NULL) {
+		ctx = bh_xcalloc(1, sizeof(*ctx));
+		bh_buf_init(&ctx->body, (size_t)srv->api->cfg->api_body_limit);
+		ctx->start_ms = bh_mono_ms();
+		*con_cls = ctx; /* freed in on_completed */
+		atomic_fetch_add(&srv->in_flight, 1);
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		long long n;
+		if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 &&
+		    n > srv->api->cfg->api_body_limit) {
+			ctx->replied = true;
+			return reply_too_large(srv, conn, method, url);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		/* Past the cap the rest is read and dropped, then answered with 413. */
+		if (!ctx->replied && !ctx->body.too_big)
+			(void)bh_buf_append(&ctx->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (ctx->replied)
+		return MHD_YES;
+
+	struct bh_request req = {.api = srv->api, .method = method, .path = url, .conn = conn};
+	const char *route = dispatch(&req, &ctx->body);
+	unsigned int status = req.status;
+	enum MHD_Result ret = queue_reply(conn, &req);
+	ctx->replied = true;
+	request_free(&req);
+	metrics_count(route, status);
+
+	bool quiet = strcmp(route, "/healthz") == 0 || strcmp(route, "/readyz") == 0 ||
+		     strcmp(route, "/metrics") == 0;
+	bh_log_write(quiet ? BH_LOG_DEBUG : BH_LOG_INFO, NULL, __FILE__, __LINE__,
+		     "%s %s -> %u (%lld ms)", method, url, status,
+		     (long long)(bh_mono_ms() - ctx->start_ms));
+	return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)conn;
+	(void)toe;
+	struct bh_server *srv = cls;
+	struct conn_ctx *ctx = *con_cls;
+	if (ctx == NULL)
+		return;
+	bh_buf_free(&ctx->body);
+	free(ctx);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	bh_warn("microhttpd: %s", msg);
+}
+
+struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errlen)
+{
+	struct bh_server *srv = bh_xcalloc(1, sizeof(*srv));
+	struct sockaddr_storage ss;
+	char port[16];
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai = NULL;
+
+	srv->api = api;
+	atomic_init(&srv->in_flight, 0);
+	snprintf(port, sizeof(port), "%d", api->cfg->api_port);
+	int gai = getaddrinfo(api->cfg->api_host, port, &hints, &ai);
+	if (gai != 0) {
+		snprintf(errbuf, errlen, "api.host %s: %s", api->cfg->api_host, gai_strerror(gai));
+		goto fail;
+	}
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	freeaddrinfo(ai);
+	/*
+	 * One thread per connection because handlers block on PostgreSQL and
+	 * on Kafka acknowledgements (up to the producer timeout): in a shared
+	 * polling thread one slow acknowledgement would stall every other
+	 * connection of that thread, /healthz included. The connection limit
+	 * bounds the threads; ITC is what MHD_quiesce_daemon needs.
+	 */
+	srv->daemon = MHD_start_daemon(
+		flags, (uint16_t)api->cfg->api_port, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(api->cfg->api_threads * 64),
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
+	if (srv->daemon == NULL) {
+		snprintf(errbuf, errlen, "cannot listen on %s:%d (address in use?)", api->cfg->api_host,
+			 api->cfg->api_port);
+		goto fail;
+	}
+	return srv;
+fail:
+	free(srv);
+	return NULL;
+}
+
+void bh_server_stop(struct bh_server *srv, int drain_ms)
+{
+	if (srv == NULL)
+		return;
+	/* Stop accepting first, so the drain below can end. */
+	MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+	int64_t deadline = bh_mono_ms() + drain_ms;
+	while (atomic_load(&srv->in_flight) > 0 && bh_mono_ms() < deadline) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&srv->in_flight) > 0)
+		bh_warn("stopping with %d requests still in flight", atomic_load(&srv->in_flight));
+	MHD_stop_daemon(srv->daemon);
+	/* Ours since the quiesce; closed only now that no daemon thread polls it. */
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	free(srv);
+}

@@ -1,0 +1,157 @@
+/*
+ * The api's request plumbing over libmicrohttpd: body accumulation with a
+ * cap, the route table and its matcher, bearer-token authentication, JSON
+ * body parsing, replies, and per-route request counters for /metrics.
+ *
+ * A handler receives a fully read, authenticated request and fills its
+ * reply with one of the bh_api_reply_* helpers; the server sends it after
+ * the handler returns, so handlers never touch libmicrohttpd.
+ */
+#ifndef BH_API_SERVER_H
+#define BH_API_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "db.h"
+#include "kafka.h"
+#include "util.h"
+
+#define BH_API_MAX_PARAMS 4
+
+/* What every request can reach; owned by main(), outlives the daemon. */
+struct bh_api {
+	const struct bh_config *cfg;
+	struct bh_db_pool *pool;
+	struct bh_kafka_producer *producer;
+};
+
+/* The authenticated caller. */
+struct bh_caller {
+	char *user_id;
+	char *client_id;
+	bool is_admin;
+	json_t *roles; /* array of system-wide (bank_id '') role names */
+};
+
+struct bh_request {
+	struct bh_api *api;
+	const char *method;
+	const char *path;
+	/* {name} segments of the route pattern, in order, malloc'ed copies. */
+	char *param_names[BH_API_MAX_PARAMS];
+	char *param_values[BH_API_MAX_PARAMS];
+	int n_params;
+	json_t *body; /* parsed JSON body, or NULL when the request had none */
+	struct bh_caller caller;
+	/* Internal: the connection, the pooled database handle, the reply. */
+	void *conn;
+	struct bh_db *db;
+	unsigned int status;
+	char *reply_body; /* malloc'ed; handed to libmicrohttpd to free */
+	size_t reply_len;
+	const char *reply_type;
+	char *reply_allow; /* Allow header for 405 */
+	/* OBP dialect: errors in OBP's envelope (see bh_api_reply_error). */
+	bool obp;
+	/* OBP routes only: the body was not JSON; the handler answers OBP-10001 in turn. */
+	bool body_invalid;
+};
+
+struct bh_route;
+typedef void (*bh_handler_fn)(struct bh_request *req);
+
+struct bh_route {
+	const char *method;
+	const char *pattern; /* "/v1/endpoints/{id}" */
+	bh_handler_fn handler;
+	const char *role; /* required role, NULL: any authenticated caller */
+	bool needs_auth;
+	/*
+	 * An Open Bank Project route: errors use OBP's {"code","message"}
+	 * envelope, and a body that is not JSON reaches the handler with
+	 * body_invalid set, because OBP checks the body only after the bank
+	 * and the caller's roles.
+	 */
+	bool obp;
+};
+
+/* Route tables of the resource files, each ended by an entry with method NULL. */
+extern const struct bh_route bh_routes_ops[];
+extern const struct bh_route bh_routes_identity[];
+extern const struct bh_route bh_routes_endpoints[];
+extern const struct bh_route bh_routes_events[];
+extern const struct bh_route bh_routes_deliveries[];
+extern const struct bh_route bh_routes_banks[];
+extern const struct bh_route bh_routes_obp[];
+
+struct bh_server;
+
+/*
+ * Starts listening on cfg->api_host:api_port with one thread per
+ * connection. NULL with the reason in errbuf.
+ */
+struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errlen);
+/*
+ * Stops accepting new connections, waits up to drain_ms for requests in
+ * flight to finish, then stops the daemon and frees srv. NULL is fine.
+ * (A second signal does not wait for this: the api's handler _exit()s.)
+ */
+void bh_server_stop(struct bh_server *srv, int drain_ms);
+
+/* The value of path parameter `name`; never NULL for a name in the pattern. */
+const char *bh_api_param(const struct bh_request *req, const char *name);
+/* A query-string argument, or NULL when absent. */
+const char *bh_api_query(const struct bh_request *req, const char *key);
+/* A request header (case-insensitive name), or NULL when absent. */
+const char *bh_api_header(const struct bh_request *req, const char *name);
+/* A pooled database connection for this request (returned by the server). */
+struct bh_db *bh_api_db(struct bh_request *req);
+
+/* Replies with `body` (stolen) serialized compactly. */
+void bh_api_reply_json(struct bh_request *req, unsigned int status, json_t *body);
+/* Replies {"error":{"code":code,"message":...}}; the message names the field. */
+void bh_api_reply_error(struct bh_request *req, unsigned int status, const char *code,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Replies {"code":status,"message":...} (OBP's envelope); the message
+ * starts with its OBP-nnnnn code. On an OBP route bh_api_reply_error()
+ * answers in this envelope too, with the OBP text for its status.
+ */
+void bh_api_reply_obp(struct bh_request *req, unsigned int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Replies with a text body (copied). */
+void bh_api_reply_text(struct bh_request *req, unsigned int status, const char *content_type,
+		       const char *text, size_t len);
+/* Replies 204 without a body. */
+void bh_api_reply_empty(struct bh_request *req, unsigned int status);
+/* Logs the database failure of `what` and replies 503 dependency_unavailable. */
+void bh_api_reply_db_error(struct bh_request *req, const char *what);
+
+/*
+ * Parses `limit` (1..1000, default 50) from the query; on a bad value
+ * replies 400 and returns -1.
+ */
+int bh_api_query_limit(struct bh_request *req, int *out) BH_MUSTCHECK;
+
+/* Appends the request counters in Prometheus text format. */
+void bh_server_metrics(struct bh_buf *out);
+
+/*
+ * Identity queries the server needs (routes_identity.c keeps all SQL on
+ * clients, users, entitlements and tokens).
+ * bh_identity_authenticate: 0 and caller filled, 1 when the token is
+ * unknown, -1 on a database error.
+ */
+int bh_identity_authenticate(struct bh_db *db, const char *token, struct bh_caller *caller)
+	BH_MUSTCHECK;
+/* Stores token as the bootstrap admin token of user "admin"; 0 or -1. */
+int bh_identity_bootstrap_admin(struct bh_db *db, const char *token) BH_MUSTCHECK;
+void bh_caller_free(struct bh_caller *caller);
+
+/* Bank reference data (routes_banks.c): 1 when bank_id is registered, 0 when not, -1 on error. */
+int bh_banks_exists(struct bh_db *db, const char *bank_id) BH_MUSTCHECK;
+
+#endif

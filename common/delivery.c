@@ -1,0 +1,794 @@
+#include "delivery.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Epoch milliseconds of a timestamptz column, for bh_format_time. */
+#define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
+
+/* ---- read side: the API ------------------------------------------------ */
+
+/* Sets key to the RFC 3339 time of an epoch-ms column, or null. */
+static void set_time(json_t *o, const char *key, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col)) {
+		json_object_set_new(o, key, json_null());
+		return;
+	}
+	long long ms = strtoll(PQgetvalue(res, row, col), NULL, 10);
+	char when[32];
+	bh_format_time(ms, when);
+	json_object_set_new(o, key, json_string(when));
+}
+
+static void set_text(json_t *o, const char *key, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		json_object_set_new(o, key, json_null());
+	else
+		json_object_set_new(o, key, json_string(PQgetvalue(res, row, col)));
+}
+
+static void set_int(json_t *o, const char *key, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		json_object_set_new(o, key, json_null());
+	else
+		json_object_set_new(o, key, json_integer(strtoll(PQgetvalue(res, row, col), NULL, 10)));
+}
+
+#define DELIVERY_COLUMNS                                                                    \
+	"d.id, d.event_id, d.subscription_id, e.type, d.status, d.attempts, " MS(            \
+		"d.next_attempt_at") ", d.last_http_status, d.last_error, " MS("d.created_at") \
+		", " MS("d.updated_at") ", d.seq"
+
+static json_t *delivery_row_json(const PGresult *res, int row)
+{
+	json_t *o = json_object();
+	set_text(o, "id", res, row, 0);
+	set_text(o, "event_id", res, row, 1);
+	set_text(o, "endpoint_id", res, row, 2);
+	set_text(o, "event_type", res, row, 3);
+	set_text(o, "status", res, row, 4);
+	set_int(o, "attempt_count", res, row, 5);
+	set_time(o, "next_attempt_at", res, row, 6);
+	set_int(o, "last_http_status", res, row, 7);
+	set_text(o, "last_error", res, row, 8);
+	set_time(o, "created_at", res, row, 9);
+	set_time(o, "updated_at", res, row, 10);
+	return o;
+}
+
+/* The cursor is "d" + the hex seq of the last row shown: opaque, URL-safe. */
+static int cursor_parse(const char *cursor, char *out, size_t outlen)
+{
+	size_t n = strlen(cursor);
+	if (n < 2 || n > 17 || cursor[0] != 'd')
+		return -1;
+	unsigned long long seq = 0;
+	for (size_t i = 1; i < n; i++) {
+		char c = cursor[i];
+		int v;
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return -1;
+		seq = seq * 16 + (unsigned)v;
+	}
+	if (seq > (unsigned long long)INT64_MAX)
+		return -1;
+	snprintf(out, outlen, "%llu", seq);
+	return 0;
+}
+
+json_t *bh_delivery_list_json(struct bh_db *db, const char *client_id,
+			      const struct bh_delivery_filter *f, int limit, const char *cursor,
+			      char *errbuf, size_t errlen)
+{
+	json_t *result = NULL;
+	PGresult *res = NULL;
+	char before[32], lim[16];
+	if (limit < 1 || limit > 1000) {
+		snprintf(errbuf, errlen, "limit: must be between 1 and 1000");
+		goto out;
+	}
+	if (cursor && cursor_parse(cursor, before, sizeof(before)) < 0) {
+		snprintf(errbuf, errlen, "cursor: not a cursor this list returned");
+		goto out;
+	}
+	/* One row more than asked tells whether another page follows. */
+	snprintf(lim, sizeof(lim), "%d", limit + 1);
+	const char *params[] = {client_id,
+				f ? f->endpoint_id : NULL,
+				f ? f->event_id : NULL,
+				f ? f->status : NULL,
+				cursor ? before : NULL,
+				lim};
+	res = bh_db_query(db,
+			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  " WHERE ($1::text IS NULL OR d.client_id = $1)"
+			  " AND ($2::text IS NULL OR d.subscription_id = $2)"
+			  " AND ($3::text IS NULL OR d.event_id = $3)"
+			  " AND ($4::text IS NULL OR d.status = $4)"
+			  " AND ($5::bigint IS NULL OR d.seq < $5::bigint)"
+			  " ORDER BY d.seq DESC LIMIT $6::int",
+			  6, params);
+	if (res == NULL) {
+		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	int rows = PQntuples(res);
+	json_t *data = json_array();
+	for (int i = 0; i < rows && i < limit; i++)
+		json_array_append_new(data, delivery_row_json(res, i));
+	result = json_object();
+	json_object_set_new(result, "data", data);
+	if (rows > limit) {
+		unsigned long long seq = strtoull(PQgetvalue(res, limit - 1, 11), NULL, 10);
+		char next[24];
+		snprintf(next, sizeof(next), "d%llx", seq);
+		json_object_set_new(result, "next_cursor", json_string(next));
+	} else {
+		json_object_set_new(result, "next_cursor", json_null());
+	}
+out:
+	PQclear(res);
+	return result;
+}
+
+json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char *id)
+{
+	json_t *result = NULL;
+	PGresult *res = NULL;
+	const char *params[] = {id, client_id};
+	res = bh_db_query(db,
+			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  " WHERE d.id = $1 AND ($2::text IS NULL OR d.client_id = $2)",
+			  2, params);
+	if (res == NULL || PQntuples(res) != 1)
+		goto out;
+	json_t *o = delivery_row_json(res, 0);
+	PQclear(res);
+	res = bh_db_query(db,
+			  "SELECT attempt, " MS("started_at") ", duration_ms, http_status, error,"
+			  " response_body FROM attempts WHERE delivery_id = $1 ORDER BY id",
+			  1, params);
+	if (res == NULL) {
+		json_decref(o);
+		goto out;
+	}
+	json_t *attempts = json_array();
+	for (int i = 0; i < PQntuples(res); i++) {
+		json_t *a = json_object();
+		set_int(a, "attempt", res, i, 0);
+		set_time(a, "started_at", res, i, 1);
+		set_int(a, "duration_ms", res, i, 2);
+		set_int(a, "http_status", res, i, 3);
+		set_text(a, "error", res, i, 4);
+		set_text(a, "response_body", res, i, 5);
+		json_array_append_new(attempts, a);
+	}
+	json_object_set_new(o, "attempts", attempts);
+	result = o;
+out:
+	PQclear(res);
+	return result;
+}
+
+/* ---- write side -------------------------------------------------------- */
+
+static void set_opt_str(json_t *o, const char *key, const char *v)
+{
+	json_object_set_new(o, key, v ? json_string(v) : json_null());
+}
+
+/* Inserts the events; returns the ids that were new, as a result. */
+static PGresult *insert_events(struct bh_db *db, const struct bh_delivery_input *in, int n)
+{
+	json_t *rows = json_array();
+	for (int i = 0; i < n; i++) {
+		const struct bh_event *ev = in[i].ev;
+		char when[32];
+		bh_format_time(ev->occurred_ms, when);
+		json_t *r = json_object();
+		json_object_set_new(r, "id", json_string(ev->id));
+		json_object_set_new(r, "type", json_string(ev->type_name));
+		json_object_set_new(r, "occurred_at", json_string(when));
+		set_opt_str(r, "bank_id", ev->bank_id);
+		set_opt_str(r, "account_id", ev->account_id);
+		json_object_set(r, "body", ev->json);
+		json_array_append_new(rows, r);
+	}
+	char *text = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	const char *params[] = {text};
+	/* One statement for the whole batch: jsonb_to_recordset unpacks the rows. */
+	PGresult *res = bh_db_query(
+		db,
+		"INSERT INTO events (id, type, occurred_at, bank_id, account_id, body)"
+		" SELECT id, type, occurred_at, bank_id, account_id, body FROM jsonb_to_recordset($1::jsonb)"
+		" AS x(id text, type text, occurred_at timestamptz, bank_id text, account_id text,"
+		" body jsonb) ON CONFLICT (id) DO NOTHING RETURNING id",
+		1, params);
+	free(text);
+	return res;
+}
+
+static bool id_in_result(const PGresult *res, const char *id)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
+			return true;
+	return false;
+}
+
+int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *in, int n,
+			     int lease_s, struct bh_delivery_created **out, int *nout,
+			     char *errbuf, size_t errlen)
+{
+	int rc = -1;
+	PGresult *ins = NULL, *res = NULL;
+	struct bh_delivery_created *created = NULL;
+	json_t *rows = NULL;
+	char *text = NULL;
+	bool *fresh = NULL;
+	int ncreated = 0;
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		return 0;
+	if (bh_db_begin(db) < 0) {
+		snprintf(errbuf, errlen, "database: begin: %s", bh_db_errmsg(db));
+		return -1;
+	}
+	ins = insert_events(db, in, n);
+	if (ins == NULL) {
+		snprintf(errbuf, errlen, "database: insert events: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	/*
+	 * An event is new when the insert returned its id and no earlier
+	 * message of this batch carried the same id.
+	 */
+	fresh = bh_xcalloc((size_t)n, sizeof(bool));
+	int total = 0;
+	for (int i = 0; i < n; i++) {
+		if (!id_in_result(ins, in[i].ev->id))
+			continue;
+		bool seen = false;
+		for (int j = 0; j < i && !seen; j++)
+			seen = fresh[j] && strcmp(in[j].ev->id, in[i].ev->id) == 0;
+		fresh[i] = !seen;
+		if (fresh[i])
+			total += in[i].nsubs;
+	}
+	if (total > 0) {
+		created = bh_xcalloc((size_t)total, sizeof(*created));
+		rows = json_array();
+		for (int i = 0; i < n; i++) {
+			for (int s = 0; fresh[i] && s < in[i].nsubs; s++) {
+				struct bh_delivery_created *c = &created[ncreated++];
+				bh_uuid4(c->id);
+				c->input = i;
+				c->sub = in[i].subs[s];
+				json_array_append_new(
+					rows, json_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "event_id",
+							in[i].ev->id, "subscription_id", c->sub->id,
+							"client_id", c->sub->client_id));
+			}
+		}
+		text = json_dumps(rows, JSON_COMPACT);
+		char lease[16];
+		snprintf(lease, sizeof(lease), "%d", lease_s);
+		const char *params[] = {text, lease};
+		/*
+		 * The join skips subscriptions deleted since the worker loaded
+		 * them, so a stale cache cannot fail the batch on the foreign key.
+		 */
+		res = bh_db_query(db,
+				  "INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
+				  " next_attempt_at) SELECT x.id, x.event_id, x.subscription_id, x.client_id,"
+				  " 'pending', now() + make_interval(secs => $2::int)"
+				  " FROM jsonb_to_recordset($1::jsonb) AS x(id text, event_id text,"
+				  " subscription_id text, client_id text)"
+				  " JOIN subscriptions s ON s.id = x.subscription_id"
+				  " ON CONFLICT (event_id, subscription_id) DO NOTHING RETURNING id",
+				  2, params);
+		if (res == NULL) {
+			snprintf(errbuf, errlen, "database: insert deliveries: %s", bh_db_errmsg(db));
+			goto out;
+		}
+		/* Keep only the rows that were inserted. */
+		int kept = 0;
+		for (int i = 0; i < ncreated; i++)
+			if (id_in_result(res, created[i].id))
+				created[kept++] = created[i];
+		ncreated = kept;
+	}
+	if (bh_db_commit(db) < 0) {
+		snprintf(errbuf, errlen, "database: commit: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	*out = created;
+	created = NULL; /* now owned by the caller */
+	*nout = ncreated;
+	rc = 0;
+out:
+	if (rc < 0)
+		bh_db_rollback(db);
+	PQclear(ins);
+	PQclear(res);
+	json_decref(rows);
+	free(text);
+	free(fresh);
+	free(created);
+	return rc;
+}
+
+int bh_delivery_load_many(struct bh_db *db, const char *const *ids, int n,
+			  struct bh_delivery_row **out, int *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		return 0;
+	json_t *arr = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(ids[i]));
+	char *text = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	const char *params[] = {text};
+	PGresult *res = bh_db_query(db,
+				    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
+				    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
+				    " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+				    1, params);
+	free(text);
+	if (res == NULL)
+		return -1;
+	int rows = PQntuples(res);
+	struct bh_delivery_row *r = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(*r));
+	for (int i = 0; i < rows; i++) {
+		r[i].id = bh_xstrdup(PQgetvalue(res, i, 0));
+		r[i].event_id = bh_xstrdup(PQgetvalue(res, i, 1));
+		r[i].subscription_id = bh_xstrdup(PQgetvalue(res, i, 2));
+		r[i].status = bh_xstrdup(PQgetvalue(res, i, 3));
+		r[i].attempts = atoi(PQgetvalue(res, i, 4));
+		r[i].event_body = bh_xstrdup(PQgetvalue(res, i, 5));
+	}
+	PQclear(res);
+	*out = r;
+	*nout = rows;
+	return 0;
+}
+
+int bh_delivery_load(struct bh_db *db, const char *id, struct bh_delivery_row *out)
+{
+	memset(out, 0, sizeof(*out));
+	const char *params[] = {id};
+	PGresult *res = bh_db_query(db,
+				    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
+				    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
+				    " WHERE d.id = $1",
+				    1, params);
+	if (res == NULL)
+		return -1;
+	int found = PQntuples(res) == 1;
+	if (found) {
+		out->id = bh_xstrdup(PQgetvalue(res, 0, 0));
+		out->event_id = bh_xstrdup(PQgetvalue(res, 0, 1));
+		out->subscription_id = bh_xstrdup(PQgetvalue(res, 0, 2));
+		out->status = bh_xstrdup(PQgetvalue(res, 0, 3));
+		out->attempts = atoi(PQgetvalue(res, 0, 4));
+		out->event_body = bh_xstrdup(PQgetvalue(res, 0, 5));
+	}
+	PQclear(res);
+	return found;
+}
+
+void bh_delivery_row_free(struct bh_delivery_row *row)
+{
+	free(row->id);
+	free(row->event_id);
+	free(row->subscription_id);
+	free(row->status);
+	free(row->event_body);
+	memset(row, 0, sizeof(*row));
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	size_t n;
+	unsigned min;
+	unsigned cp;
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xE0) == 0xC0) {
+		n = 2, min = 0x80, cp = s[0] & 0x1F;
+	} else if ((s[0] & 0xF0) == 0xE0) {
+		n = 3, min = 0x800, cp = s[0] & 0x0F;
+	} else if ((s[0] & 0xF8) == 0xF0) {
+		n = 4, min = 0x10000, cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+/*
+ * A copy of what a receiver sent that PostgreSQL accepts as text: the
+ * snippet may be binary, or cut inside a character at 1 KiB, and a
+ * rejected INSERT would leave the attempt unrecorded forever.
+ */
+static char *utf8_clean(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	size_t len = strlen(s);
+	char *out = bh_xmalloc(len + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq((const unsigned char *)s + i);
+		if (n == 0) {
+			out[o++] = '?';
+			i++;
+		} else {
+			memcpy(out + o, s + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* Seconds before the next attempt after `attempts` failed ones, jittered. */
+static double next_delay(const struct bh_config *cfg, int attempts)
+{
+	double d = cfg->delivery_schedule[attempts];
+	double j = cfg->delivery_jitter_percent / 100.0;
+	if (d > 0 && j > 0)
+		d *= bh_random_uniform(1.0 - j, 1.0 + j);
+	return d;
+}
+
+/* Index of the locked row of delivery id in res, or -1. */
+static int row_of(const PGresult *res, const char *id)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
+			return i;
+	return -1;
+}
+
+/* Appends id to a JSON array of strings unless it is there already. */
+static void add_unique(json_t *arr, const char *id)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		if (strcmp(json_string_value(v), id) == 0)
+			return;
+	}
+	json_array_append_new(arr, json_string(id));
+}
+
+static void remove_str(json_t *arr, const char *id)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		if (strcmp(json_string_value(json_array_get(arr, i)), id) == 0) {
+			json_array_remove(arr, i);
+			return;
+		}
+	}
+}
+
+/* Runs sql with one JSON parameter; 0 or -1. */
+static int exec_json(struct bh_db *db, const char *sql, json_t *arg)
+{
+	char *text = json_dumps(arg, JSON_COMPACT);
+	const char *params[] = {text};
+	int rc = bh_db_exec(db, sql, 1, params);
+	free(text);
+	return rc;
+}
+
+int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
+				struct bh_attempt_record *recs, int n, char *errbuf, size_t errlen)
+{
+	static const char *const names[] = {"pending", "succeeded", "failed"};
+	int rc = -1;
+	PGresult *locked = NULL;
+	int *extra = NULL;
+	char **status = NULL;
+	json_t *ids = json_array(), *attempts = json_array(), *finals = json_object();
+	json_t *gone = json_array(), *ok = json_array(), *failing = json_array();
+
+	for (int i = 0; i < n; i++)
+		add_unique(ids, recs[i].delivery_id);
+	if (bh_db_begin(db) < 0) {
+		snprintf(errbuf, errlen, "database: begin: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	/* Locked in id order, so two workers recording together cannot deadlock. */
+	char *text = json_dumps(ids, JSON_COMPACT);
+	const char *p1[] = {text};
+	locked = bh_db_query(db,
+			     "SELECT id, attempts, status FROM deliveries WHERE id IN"
+			     " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
+			     1, p1);
+	free(text);
+	if (locked == NULL) {
+		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	int rows = PQntuples(locked);
+	extra = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(int));
+	status = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(char *));
+	for (int i = 0; i < rows; i++)
+		status[i] = PQgetvalue(locked, i, 2);
+
+	for (int i = 0; i < n; i++) {
+		struct bh_attempt_record *rec = &recs[i];
+		const struct bh_attempt_result *r = &rec->r;
+		int row = row_of(locked, rec->delivery_id);
+		if (row < 0) {
+			/* Deleted with its subscription meanwhile: nothing to record. */
+			rec->state = BH_DELIVERY_FAILED;
+			continue;
+		}
+		int n_attempt = atoi(PQgetvalue(locked, row, 1)) + ++extra[row];
+		bool success = r->error == NULL && r->http_status >= 200 && r->http_status < 300;
+		bool is_gone = r->http_status == 410;
+		enum bh_delivery_state next = BH_DELIVERY_PENDING;
+		double delay = 0;
+		if (success)
+			next = BH_DELIVERY_SUCCEEDED;
+		else if (is_gone || r->permanent || n_attempt >= cfg->delivery_schedule_len)
+			next = BH_DELIVERY_FAILED;
+		else
+			delay = next_delay(cfg, n_attempt);
+		/*
+		 * Two attempts can overlap when a lease ran out mid-transfer; a
+		 * delivery that already finished keeps its outcome.
+		 */
+		if (strcmp(status[row], "pending") != 0 && next != BH_DELIVERY_SUCCEEDED)
+			next = BH_DELIVERY_FAILED;
+		if (strcmp(status[row], "succeeded") != 0)
+			status[row] = (char *)names[next];
+		rec->state = next;
+
+		char started[32];
+		bh_format_time(r->started_ms, started);
+		char *error = utf8_clean(r->error), *response = utf8_clean(r->response);
+		json_t *a = json_pack("{s:s, s:i, s:s, s:i}", "delivery_id", rec->delivery_id,
+				      "attempt", n_attempt, "started_at", started, "duration_ms",
+				      r->duration_ms);
+		json_object_set_new(a, "http_status",
+				    r->http_status ? json_integer(r->http_status) : json_null());
+		json_object_set_new(a, "error", error ? json_string(error) : json_null());
+		json_object_set_new(a, "response_body", response ? json_string(response) : json_null());
+		json_array_append_new(attempts, a);
+		/* The delivery's row ends as its last attempt of the batch left it. */
+		json_t *f = json_pack("{s:s, s:i, s:s, s:f}", "id", rec->delivery_id, "add",
+				      extra[row], "status", status[row], "delay", delay);
+		json_object_set_new(f, "http_status",
+				    r->http_status ? json_integer(r->http_status) : json_null());
+		json_object_set_new(f, "error", error ? json_string(error) : json_null());
+		json_object_set_new(finals, rec->delivery_id, f);
+		free(error);
+		free(response);
+
+		/* A subscription's last outcome in the batch decides its health. */
+		if (is_gone) {
+			add_unique(gone, rec->subscription_id);
+		} else if (success) {
+			remove_str(failing, rec->subscription_id);
+			add_unique(ok, rec->subscription_id);
+		} else {
+			remove_str(ok, rec->subscription_id);
+			add_unique(failing, rec->subscription_id);
+		}
+	}
+
+	if (json_array_size(attempts) > 0 &&
+	    exec_json(db,
+		      "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status,"
+		      " error, response_body) SELECT delivery_id, attempt, started_at, duration_ms,"
+		      " http_status, error, response_body FROM jsonb_to_recordset($1::jsonb) AS"
+		      " x(delivery_id text, attempt int, started_at timestamptz, duration_ms int,"
+		      " http_status int, error text, response_body text)",
+		      attempts) < 0) {
+		snprintf(errbuf, errlen, "database: insert attempts: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	json_t *final_rows = json_array();
+	const char *key;
+	json_t *value;
+	json_object_foreach(finals, key, value)
+		json_array_append(final_rows, value);
+	int frc = json_array_size(final_rows) == 0
+			  ? 0
+			  : exec_json(db,
+				      "UPDATE deliveries d SET attempts = d.attempts + x.add,"
+				      " status = CASE WHEN d.status = 'succeeded' THEN d.status ELSE x.status END,"
+				      " next_attempt_at = CASE WHEN x.status = 'pending'"
+				      "   THEN now() + make_interval(secs => x.delay) ELSE NULL END,"
+				      " last_http_status = x.http_status, last_error = x.error,"
+				      " updated_at = now()"
+				      " FROM jsonb_to_recordset($1::jsonb) AS x(id text, add int, status text,"
+				      " delay double precision, http_status int, error text) WHERE d.id = x.id",
+				      final_rows);
+	json_decref(final_rows);
+	if (frc < 0) {
+		snprintf(errbuf, errlen, "database: update deliveries: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	/*
+	 * Subscription rows are locked in id order too. Only the health
+	 * columns change, which the version trigger ignores, so workers do not
+	 * reload for it; and a success writes at most once a second.
+	 */
+	if ((json_array_size(gone) > 0 &&
+	     exec_json(db,
+		       "UPDATE subscriptions s SET enabled = false, updated_at = now(),"
+		       " disabled_reason = 'endpoint answered 410 Gone'"
+		       " FROM (SELECT id FROM subscriptions WHERE enabled AND id IN"
+		       "  (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE) l"
+		       " WHERE s.id = l.id",
+		       gone) < 0) ||
+	    (json_array_size(ok) > 0 &&
+	     exec_json(db,
+		       "UPDATE subscriptions s SET last_success_at = now(), failing_since = NULL"
+		       " FROM (SELECT id FROM subscriptions WHERE id IN"
+		       "  (SELECT jsonb_array_elements_text($1::jsonb))"
+		       "  AND (failing_since IS NOT NULL OR last_success_at IS NULL"
+		       "   OR last_success_at < now() - interval '1 second')"
+		       "  ORDER BY id FOR UPDATE) l WHERE s.id = l.id",
+		       ok) < 0) ||
+	    (json_array_size(failing) > 0 &&
+	     exec_json(db,
+		       "UPDATE subscriptions s SET failing_since = now()"
+		       " FROM (SELECT id FROM subscriptions WHERE failing_since IS NULL AND id IN"
+		       "  (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE) l"
+		       " WHERE s.id = l.id",
+		       failing) < 0)) {
+		snprintf(errbuf, errlen, "database: update subscriptions: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	if (bh_db_commit(db) < 0) {
+		snprintf(errbuf, errlen, "database: commit: %s", bh_db_errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		bh_db_rollback(db);
+	PQclear(locked);
+	free(extra);
+	free(status);
+	json_decref(ids);
+	json_decref(attempts);
+	json_decref(finals);
+	json_decref(gone);
+	json_decref(ok);
+	json_decref(failing);
+	return rc;
+}
+
+int bh_delivery_record_attempt(struct bh_db *db, const struct bh_config *cfg,
+			       const char *delivery_id, const char *subscription_id,
+			       const struct bh_attempt_result *r, enum bh_delivery_state *state,
+			       char *errbuf, size_t errlen)
+{
+	struct bh_attempt_record rec = {
+		.delivery_id = delivery_id, .subscription_id = subscription_id, .r = *r};
+	int rc = bh_delivery_record_attempts(db, cfg, &rec, 1, errbuf, errlen);
+	if (rc == 0 && state)
+		*state = rec.state;
+	return rc;
+}
+
+int bh_delivery_fail(struct bh_db *db, const char *delivery_id, const char *reason)
+{
+	const char *params[] = {delivery_id, reason};
+	return bh_db_exec(db,
+			  "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL,"
+			  " last_error = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+			  2, params);
+}
+
+int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
+			  struct bh_delivery_claim **out, int *nout)
+{
+	char lim[16], lease[16];
+	snprintf(lim, sizeof(lim), "%d", limit);
+	snprintf(lease, sizeof(lease), "%d", lease_s);
+	const char *params[] = {lim, lease};
+	*out = NULL;
+	*nout = 0;
+	PGresult *res = bh_db_query(
+		db,
+		"UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $2::int)"
+		" FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
+		"       ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due"
+		" WHERE d.id = due.id RETURNING d.id, d.subscription_id, d.event_id",
+		2, params);
+	if (res == NULL)
+		return -1;
+	int n = PQntuples(res);
+	if (n > 0) {
+		struct bh_delivery_claim *c = bh_xcalloc((size_t)n, sizeof(*c));
+		for (int i = 0; i < n; i++) {
+			c[i].delivery_id = bh_xstrdup(PQgetvalue(res, i, 0));
+			c[i].subscription_id = bh_xstrdup(PQgetvalue(res, i, 1));
+			c[i].event_id = bh_xstrdup(PQgetvalue(res, i, 2));
+		}
+		*out = c;
+		*nout = n;
+	}
+	PQclear(res);
+	return 0;
+}
+
+void bh_delivery_claims_free(struct bh_delivery_claim *c, int n)
+{
+	for (int i = 0; c && i < n; i++) {
+		free(c[i].delivery_id);
+		free(c[i].subscription_id);
+		free(c[i].event_id);
+	}
+	free(c);
+}
+
+long long bh_delivery_count_due(struct bh_db *db)
+{
+	PGresult *res = bh_db_query(db,
+				    "SELECT count(*) FROM deliveries"
+				    " WHERE status = 'pending' AND next_attempt_at <= now()",
+				    0, NULL);
+	if (res == NULL)
+		return -1;
+	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return n;
+}
+
+int bh_delivery_disable_failing(struct bh_db *db, int after_s)
+{
+	char after[16];
+	snprintf(after, sizeof(after), "%d", after_s);
+	const char *params[] = {after};
+	PGresult *res = bh_db_query(
+		db,
+		"UPDATE subscriptions SET enabled = false, updated_at = now(),"
+		" disabled_reason = 'failing without a successful delivery since ' ||"
+		" to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+		" WHERE enabled AND failing_since < now() - make_interval(secs => $1::int)"
+		" RETURNING id",
+		1, params);
+	if (res == NULL)
+		return -1;
+	int n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct bh_log_ctx ctx = {.subscription = PQgetvalue(res, i, 0)};
+		bh_warn_ctx(&ctx, "subscription disabled: failing for more than %d s", after_s);
+	}
+	PQclear(res);
+	return n;
+}

@@ -1,0 +1,551 @@
+#include "sender.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "net.h"
+
+#define RESPONSE_CAP 1024          /* what attempts.response_body keeps */
+#define HEADER_CAP (64 * 1024)     /* response headers beyond this abort */
+/*
+ * Jobs waiting here, in all (about 1 KiB each), and for one subscription:
+ * enough to absorb a burst to a healthy receiver without a lease's delay,
+ * while one slow receiver can fill only a tenth of it.
+ */
+#define QUEUED_MAX 100000
+#define ENDPOINT_QUEUE_MAX 10000
+#define ENDPOINT_BUCKETS 1024
+#define HELD_BUCKETS 8192
+
+/* Per subscription: transfers running and jobs waiting for a slot. */
+struct endpoint {
+	char *sub_id;
+	int in_flight;
+	struct bh_send_job *qhead, *qtail;
+	int queued;
+	struct endpoint *next;
+};
+
+struct held {
+	struct held *next;
+	char id[];
+};
+
+struct transfer {
+	struct bh_sender *sender;
+	struct transfer *prev, *next; /* every running transfer, for shutdown */
+	CURL *easy;
+	struct bh_send_job *job;
+	struct endpoint *ep;
+	struct bh_buf response;
+	size_t header_bytes;
+	bool headers_too_big;
+	bool refused;
+	int64_t started_ms;
+	int64_t started_mono;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct bh_sender {
+	const struct bh_config *cfg;
+	CURLM *multi;
+	bh_sender_done_fn done;
+	void *arg;
+	int in_flight;
+	struct transfer *running;
+	struct endpoint *buckets[ENDPOINT_BUCKETS];
+	struct bh_send_job *qhead, *qtail; /* waiting for a global slot */
+	int queued;
+	int queued_total; /* here and in every endpoint's queue */
+	/* Delivery ids running or queued here: the scheduler's re-sends are skipped. */
+	struct held *held[HELD_BUCKETS];
+};
+
+struct bh_send_job *bh_send_job_new(void)
+{
+	return bh_xcalloc(1, sizeof(struct bh_send_job));
+}
+
+void bh_send_job_free(struct bh_send_job *job)
+{
+	if (job == NULL)
+		return;
+	free(job->delivery_id);
+	free(job->subscription_id);
+	free(job->event_id);
+	free(job->url);
+	free(job->method);
+	free(job->secret);
+	free(job->previous_secret);
+	curl_slist_free_all(job->headers);
+	curl_slist_free_all(job->custom);
+	free(job->body);
+	free(job);
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+static unsigned hash_str(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static struct endpoint *endpoint_get(struct bh_sender *s, const char *sub_id)
+{
+	unsigned h = hash_str(sub_id) % ENDPOINT_BUCKETS;
+	for (struct endpoint *e = s->buckets[h]; e; e = e->next)
+		if (strcmp(e->sub_id, sub_id) == 0)
+			return e;
+	struct endpoint *e = bh_xcalloc(1, sizeof(*e));
+	e->sub_id = bh_xstrdup(sub_id);
+	e->next = s->buckets[h];
+	s->buckets[h] = e;
+	return e;
+}
+
+/* Forgets an endpoint with nothing running or waiting: the table stays small. */
+static void endpoint_release(struct bh_sender *s, struct endpoint *ep)
+{
+	if (ep->in_flight > 0 || ep->queued > 0)
+		return;
+	struct endpoint **pp = &s->buckets[hash_str(ep->sub_id) % ENDPOINT_BUCKETS];
+	while (*pp && *pp != ep)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = ep->next;
+	free(ep->sub_id);
+	free(ep);
+}
+
+static void held_add(struct bh_sender *s, const char *id)
+{
+	unsigned h = hash_str(id) % HELD_BUCKETS;
+	size_t n = strlen(id) + 1;
+	struct held *e = bh_xmalloc(sizeof(*e) + n);
+	memcpy(e->id, id, n);
+	e->next = s->held[h];
+	s->held[h] = e;
+}
+
+static void held_remove(struct bh_sender *s, const char *id)
+{
+	struct held **pp = &s->held[hash_str(id) % HELD_BUCKETS];
+	for (; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->id, id) == 0) {
+			struct held *e = *pp;
+			*pp = e->next;
+			free(e);
+			return;
+		}
+	}
+}
+
+static void queue_push(struct bh_send_job **head, struct bh_send_job **tail, int *n,
+		       struct bh_send_job *job)
+{
+	job->next = NULL;
+	if (*tail)
+		(*tail)->next = job;
+	else
+		*head = job;
+	*tail = job;
+	(*n)++;
+}
+
+static struct bh_send_job *queue_pop(struct bh_send_job **head, struct bh_send_job **tail, int *n)
+{
+	struct bh_send_job *job = *head;
+	if (job == NULL)
+		return NULL;
+	*head = job->next;
+	if (*head == NULL)
+		*tail = NULL;
+	job->next = NULL;
+	(*n)--;
+	return job;
+}
+
+/* ---- one transfer ------------------------------------------------------ */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct transfer *t = userdata;
+	size_t n = size * nmemb;
+	size_t room = t->response.cap - t->response.len;
+	/* Keep the first KiB, swallow the rest: the transfer goes on. */
+	if (room > 0)
+		(void)bh_buf_append(&t->response, ptr, n < room ? n : room);
+	return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	struct transfer *t = userdata;
+	size_t n = size * nmemb;
+	t->header_bytes += n;
+	if (t->header_bytes > HEADER_CAP) {
+		t->headers_too_big = true;
+		return 0; /* aborts the transfer */
+	}
+	return n;
+}
+
+/*
+ * Checked for every connection curl opens, after DNS: a name that resolves
+ * to an internal address is refused here even if the URL looked fine.
+ */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+				    struct curl_sockaddr *addr)
+{
+	(void)purpose;
+	struct transfer *t = clientp;
+	const struct bh_config *cfg = t->sender->cfg;
+	if (!bh_addr_allowed(&addr->addr, cfg->delivery_allow_loopback, cfg->delivery_allow_private)) {
+		t->refused = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+static void report(struct bh_sender *s, struct transfer *t, int http_status, const char *error,
+		   bool permanent)
+{
+	struct bh_send_result r = {
+		.job = t->job,
+		.started_ms = t->started_ms,
+		.duration_ms = (int)(bh_mono_ms() - t->started_mono),
+		.http_status = http_status,
+		.error = error,
+		.response = t->response.len ? t->response.data : NULL,
+		.permanent = permanent,
+	};
+	s->done(&r, s->arg);
+}
+
+static void transfer_free(struct bh_sender *s, struct transfer *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (s->running == t)
+		s->running = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	if (t->easy) {
+		curl_multi_remove_handle(s->multi, t->easy);
+		curl_easy_cleanup(t->easy);
+	}
+	bh_buf_free(&t->response);
+	held_remove(s, t->job->delivery_id);
+	bh_send_job_free(t->job);
+	free(t);
+}
+
+static const char *curl_method(const struct bh_send_job *job)
+{
+	return job->method && job->method[0] ? job->method : "POST";
+}
+
+/* Starts job now (the caps were checked); reports at once if it cannot. */
+static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *job)
+{
+	const struct bh_config *cfg = s->cfg;
+	struct transfer *t = bh_xcalloc(1, sizeof(*t));
+	t->sender = s;
+	t->job = job;
+	t->ep = ep;
+	t->next = s->running;
+	if (s->running)
+		s->running->prev = t;
+	s->running = t;
+	t->started_ms = bh_now_ms();
+	t->started_mono = bh_mono_ms();
+	bh_buf_init(&t->response, RESPONSE_CAP);
+	ep->in_flight++;
+	s->in_flight++;
+
+	int64_t ts = t->started_ms / 1000;
+	char *sig = bh_webhook_sign(job->secret, job->delivery_id, ts, job->body, job->body_len);
+	char *sig_old = job->previous_secret ? bh_webhook_sign(job->previous_secret, job->delivery_id,
+								ts, job->body, job->body_len)
+					     : NULL;
+	if (sig == NULL) {
+		free(sig_old);
+		report(s, t, 0, "signing secret is malformed", true);
+		goto fail;
+	}
+	char line[512];
+	struct curl_slist *h = job->headers;
+	snprintf(line, sizeof(line), "webhook-id: %s", job->delivery_id);
+	h = curl_slist_append(h, line);
+	snprintf(line, sizeof(line), "webhook-timestamp: %" PRId64, ts);
+	h = curl_slist_append(h, line);
+	char *sigline = sig_old ? bh_xasprintf("webhook-signature: %s %s", sig, sig_old)
+				: bh_xasprintf("webhook-signature: %s", sig);
+	h = curl_slist_append(h, sigline);
+	free(sigline);
+	free(sig);
+	free(sig_old);
+	h = curl_slist_append(h, "User-Agent: bankhook/" BH_VERSION);
+	/* No "Expect: 100-continue" round trip before larger bodies. */
+	h = curl_slist_append(h, "Expect:");
+	for (const struct curl_slist *c = job->custom; c; c = c->next)
+		h = curl_slist_append(h, c->data);
+	job->headers = h;
+
+	t->easy = curl_easy_init();
+	if (t->easy == NULL) {
+		report(s, t, 0, "cannot create transfer", false);
+		goto fail;
+	}
+	CURL *e = t->easy;
+	curl_easy_setopt(e, CURLOPT_URL, job->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->headers);
+	const char *method = curl_method(job);
+	if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->body ? job->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->body_len);
+		if (strcmp(method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	}
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->delivery_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->delivery_connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* Only the web; never through an environment proxy that hides the target. */
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+	if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+		report(s, t, 0, "cannot start transfer", false);
+		goto fail;
+	}
+	return;
+fail:
+	ep->in_flight--;
+	s->in_flight--;
+	transfer_free(s, t);
+	endpoint_release(s, ep);
+}
+
+/* ---- scheduling -------------------------------------------------------- */
+
+static bool stale(const struct bh_sender *s, const struct bh_send_job *job)
+{
+	/* Past half a lease the scheduler may hand it out again: let it. */
+	return bh_mono_ms() - job->queued_ms > (int64_t)s->cfg->delivery_lease_s * 500;
+}
+
+static void drop(struct bh_sender *s, const char *why, struct bh_send_job *job)
+{
+	held_remove(s, job->delivery_id);
+	struct bh_log_ctx ctx = {.delivery = job->delivery_id,
+				 .subscription = job->subscription_id,
+				 .event = job->event_id};
+	bh_debug_ctx(&ctx, "attempt deferred to the scheduler: %s", why);
+	bh_send_job_free(job);
+}
+
+/* Places a job whose slot is not known to be free. */
+static void place(struct bh_sender *s, struct bh_send_job *job)
+{
+	struct endpoint *ep = endpoint_get(s, job->subscription_id);
+	if (ep->in_flight >= s->cfg->delivery_max_in_flight_per_endpoint) {
+		if (ep->queued < ENDPOINT_QUEUE_MAX && s->queued_total < QUEUED_MAX) {
+			queue_push(&ep->qhead, &ep->qtail, &ep->queued, job);
+			s->queued_total++;
+		} else {
+			drop(s, "subscription queue full", job);
+		}
+		return;
+	}
+	if (s->in_flight >= s->cfg->delivery_max_in_flight) {
+		if (s->queued_total < QUEUED_MAX) {
+			queue_push(&s->qhead, &s->qtail, &s->queued, job);
+			s->queued_total++;
+		} else {
+			drop(s, "worker queue full", job);
+		}
+		endpoint_release(s, ep);
+		return;
+	}
+	start(s, ep, job);
+}
+
+void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job)
+{
+	job->queued_ms = bh_mono_ms();
+	held_add(s, job->delivery_id);
+	place(s, job);
+}
+
+/* A slot of ep (and a global one) just freed: hand it to whoever waits. */
+static void pump(struct bh_sender *s, struct endpoint *ep)
+{
+	while (ep->queued > 0 && ep->in_flight < s->cfg->delivery_max_in_flight_per_endpoint &&
+	       s->in_flight < s->cfg->delivery_max_in_flight) {
+		struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
+		s->queued_total--;
+		if (stale(s, job))
+			drop(s, "waited too long", job);
+		else
+			start(s, ep, job);
+	}
+	endpoint_release(s, ep);
+	while (s->queued > 0 && s->in_flight < s->cfg->delivery_max_in_flight) {
+		struct bh_send_job *job = queue_pop(&s->qhead, &s->qtail, &s->queued);
+		s->queued_total--;
+		if (stale(s, job))
+			drop(s, "waited too long", job);
+		else
+			place(s, job);
+	}
+}
+
+static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
+{
+	struct transfer *t = NULL;
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+	long status = 0;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	char error[CURL_ERROR_SIZE + 64];
+	const char *err = NULL;
+	if (t->refused) {
+		err = "connection refused by policy: address not allowed";
+	} else if (t->headers_too_big) {
+		err = "response headers too large";
+	} else if (code != CURLE_OK) {
+		snprintf(error, sizeof(error), "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
+		err = error;
+	} else if (status < 200 || status > 299) {
+		snprintf(error, sizeof(error), "HTTP %ld", status);
+		err = error;
+	}
+	if (code != CURLE_OK)
+		status = 0;
+	report(s, t, (int)status, err, false);
+	struct endpoint *ep = t->ep;
+	ep->in_flight--;
+	s->in_flight--;
+	transfer_free(s, t);
+	pump(s, ep);
+}
+
+void bh_sender_run(struct bh_sender *s, int timeout_ms)
+{
+	int running = 0;
+	curl_multi_perform(s->multi, &running);
+	if (s->in_flight > 0 && timeout_ms > 0) {
+		curl_multi_poll(s->multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(s->multi, &running);
+	}
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+		if (msg->msg == CURLMSG_DONE)
+			finish(s, msg->easy_handle, msg->data.result);
+	}
+}
+
+int bh_sender_in_flight(const struct bh_sender *s)
+{
+	return s->in_flight;
+}
+
+bool bh_sender_holds(const struct bh_sender *s, const char *delivery_id)
+{
+	for (const struct held *e = s->held[hash_str(delivery_id) % HELD_BUCKETS]; e; e = e->next)
+		if (strcmp(e->id, delivery_id) == 0)
+			return true;
+	return false;
+}
+
+struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn done, void *arg,
+				char *errbuf, size_t errlen)
+{
+	struct bh_sender *s = bh_xcalloc(1, sizeof(*s));
+	s->cfg = cfg;
+	s->done = done;
+	s->arg = arg;
+	s->multi = curl_multi_init();
+	if (s->multi == NULL) {
+		snprintf(errbuf, errlen, "curl: cannot create a multi handle");
+		free(s);
+		return NULL;
+	}
+	/* Keep a warm connection per busy receiver so keep-alive pays off. */
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)cfg->delivery_max_in_flight);
+	return s;
+}
+
+void bh_sender_drop_queued(struct bh_sender *s)
+{
+	struct bh_send_job *job;
+	while ((job = queue_pop(&s->qhead, &s->qtail, &s->queued)) != NULL) {
+		held_remove(s, job->delivery_id);
+		bh_send_job_free(job);
+	}
+	for (int i = 0; i < ENDPOINT_BUCKETS; i++) {
+		struct endpoint **pp = &s->buckets[i];
+		while (*pp) {
+			struct endpoint *ep = *pp;
+			while ((job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued)) != NULL) {
+				held_remove(s, job->delivery_id);
+				bh_send_job_free(job);
+			}
+			if (ep->in_flight == 0) {
+				*pp = ep->next;
+				free(ep->sub_id);
+				free(ep);
+			} else {
+				pp = &ep->next;
+			}
+		}
+	}
+	s->queued_total = 0;
+}
+
+void bh_sender_free(struct bh_sender *s)
+{
+	if (s == NULL)
+		return;
+	bh_sender_drop_queued(s);
+	/* Transfers still running are abandoned: their leases bring them back. */
+	while (s->running)
+		transfer_free(s, s->running);
+	for (int i = 0; i < ENDPOINT_BUCKETS; i++) {
+		while (s->buckets[i]) {
+			struct endpoint *ep = s->buckets[i];
+			s->buckets[i] = ep->next;
+			free(ep->sub_id);
+			free(ep);
+		}
+	}
+	for (int i = 0; i < HELD_BUCKETS; i++) {
+		while (s->held[i]) {
+			struct held *e = s->held[i];
+			s->held[i] = e->next;
+			free(e);
+		}
+	}
+	curl_multi_cleanup(s->multi);
+	free(s);
+}

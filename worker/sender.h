@@ -1,0 +1,73 @@
+/*
+ * The worker's HTTP client: many deliveries in flight on one thread over
+ * the libcurl multi interface, with a global cap and a per-subscription cap
+ * so one slow receiver cannot hold everyone's slots. Jobs over a cap wait
+ * in a short local queue; past that queue's bound, or once they waited half
+ * a lease, they are dropped and stay 'pending' in PostgreSQL, where the
+ * scheduler hands them out again when the lease runs out.
+ */
+#ifndef BH_WORKER_SENDER_H
+#define BH_WORKER_SENDER_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "util.h"
+
+/* One request to send; every field is owned by the job. */
+struct bh_send_job {
+	char *delivery_id;
+	char *subscription_id;
+	char *event_id;
+	char *url;
+	char *method;
+	char *secret;
+	char *previous_secret;      /* NULL unless rotating */
+	struct curl_slist *headers; /* Content-Type and what the kind adds */
+	struct curl_slist *custom;  /* the subscription's own, sent last */
+	char *body;
+	size_t body_len;
+	int64_t queued_ms; /* monotonic, set by bh_sender_submit */
+	struct bh_send_job *next;
+};
+
+/* How one transfer ended; pointers are valid during the callback only. */
+struct bh_send_result {
+	const struct bh_send_job *job;
+	int64_t started_ms; /* wall clock */
+	int duration_ms;
+	int http_status;      /* 0 without a response */
+	const char *error;    /* NULL for a 2xx */
+	const char *response; /* first 1 KiB of the body, or NULL */
+	bool permanent;       /* cannot succeed on retry (bad secret) */
+};
+
+typedef void (*bh_sender_done_fn)(const struct bh_send_result *r, void *arg);
+
+struct bh_sender;
+
+/* NULL with the reason in errbuf. done is called from bh_sender_run. */
+struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn done, void *arg,
+				char *errbuf, size_t errlen);
+/* Takes ownership of job: starts it, queues it, or drops it (see above). */
+void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job);
+/* Drives transfers for up to timeout_ms, reporting each finished one. */
+void bh_sender_run(struct bh_sender *s, int timeout_ms);
+int bh_sender_in_flight(const struct bh_sender *s);
+/*
+ * True when this delivery is running or waiting here already: a job the
+ * scheduler re-sent because a slow transfer outlived its lease is skipped.
+ */
+bool bh_sender_holds(const struct bh_sender *s, const char *delivery_id);
+/* Drops every queued job (they stay pending in PostgreSQL). */
+void bh_sender_drop_queued(struct bh_sender *s);
+/* Aborts transfers still running (unreported) and frees everything. */
+void bh_sender_free(struct bh_sender *s);
+
+struct bh_send_job *bh_send_job_new(void);
+void bh_send_job_free(struct bh_send_job *job);
+
+#endif
