@@ -1,0 +1,131 @@
+"""The native API's edges (PRODUCT.md section 4, 7): authentication,
+validation errors that name the field, body limits, content types, and
+one client never seeing another's endpoints."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from conftest import Api, unique
+
+
+def error_of(r: requests.Response) -> dict:
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] and body["error"]["message"], body
+    return body["error"]
+
+
+@pytest.mark.parametrize("token", [None, "bh_not_a_real_token", ""])
+def test_endpoints_need_a_valid_token(stack, token):
+    r = Api(stack.api_url, token).get("/v1/endpoints")
+    assert r.status_code == 401, r.text
+    error_of(r)
+
+
+def test_health_endpoints_answer_without_token(stack):
+    for name in ("api", "worker", "scheduler"):
+        base = f"http://127.0.0.1:{stack.http_port(name)}"
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200, name
+        assert requests.get(base + "/readyz", timeout=5).status_code == 200, name
+        m = requests.get(base + "/metrics", timeout=5)
+        assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain"), name
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://example.com/hook",
+    "not a url",
+    "https://user:pw@example.com/hook",
+    "http://169.254.169.254/latest/meta-data",
+    "",
+])
+def test_bad_endpoint_url_is_400_naming_url(admin, url):
+    r = admin.post("/v1/endpoints", json={"url": url})
+    assert r.status_code == 400, r.text
+    assert "url" in error_of(r)["message"]
+
+
+def test_endpoint_url_of_wrong_type_is_400_naming_url(admin):
+    r = admin.post("/v1/endpoints", json={"url": 42})
+    assert r.status_code == 400, r.text
+    assert "url" in error_of(r)["message"]
+
+
+def test_body_over_limit_is_413(admin):
+    big = '{"url":"https://example.com/","description":"' + "x" * (2 * 1024 * 1024) + '"}'
+    r = admin.post("/v1/endpoints", data=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text[:300]
+    error_of(r)
+
+
+def test_non_json_content_type_is_415(admin):
+    r = admin.post("/v1/endpoints", data="url=https://example.com/",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415, r.text
+    error_of(r)
+
+
+def test_malformed_json_is_400(admin):
+    r = admin.post("/v1/endpoints", data='{"url": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    error_of(r)
+
+
+def test_unknown_endpoint_is_404(admin):
+    r = admin.get("/v1/endpoints/00000000-0000-4000-8000-000000000000")
+    assert r.status_code == 404, r.text
+    error_of(r)
+
+
+def _client_api(stack, admin) -> tuple[str, Api]:
+    client = admin.create_client(unique("tenant"))
+    assert client.get("id") and client.get("api_secret"), client
+    user = admin.create_user(client["id"])
+    tok = admin.create_token(user["id"])
+    assert tok["token"] and tok["id"], tok
+    return client["id"], Api(stack.api_url, tok["token"])
+
+
+def test_created_endpoint_is_returned_with_secret(admin):
+    ep = admin.create_endpoint("https://example.com/hook", description="mine",
+                               event_types=["balance.changed"], filter={"bank_id": "b1"})
+    got = admin.expect("GET", f"/v1/endpoints/{ep['id']}", 200)
+    assert got["id"] == ep["id"]
+    assert got["url"] == "https://example.com/hook"
+    assert got["event_types"] == ["balance.changed"]
+
+
+def test_client_cannot_read_or_list_another_clients_endpoint(stack, admin):
+    _, alice = _client_api(stack, admin)
+    _, bob = _client_api(stack, admin)
+    ep = alice.create_endpoint("https://alice.example.com/hook")
+
+    assert alice.get(f"/v1/endpoints/{ep['id']}").status_code == 200
+    r = bob.get(f"/v1/endpoints/{ep['id']}")
+    assert r.status_code == 404, r.text  # 404, not 403: ids cannot be probed
+    for method in ("PATCH", "DELETE"):
+        kw = {"json": {"description": "mine now"}} if method == "PATCH" else {}
+        r = bob.request(method, f"/v1/endpoints/{ep['id']}", **kw)
+        assert r.status_code == 404, f"{method}: {r.status_code} {r.text}"
+
+    bob_ids = {e["id"] for e in bob.expect("GET", "/v1/endpoints", 200)["data"]}
+    assert ep["id"] not in bob_ids
+    alice_ids = {e["id"] for e in alice.expect("GET", "/v1/endpoints", 200)["data"]}
+    assert ep["id"] in alice_ids
+    # ...and the endpoint is still there, unchanged, for its owner.
+    got = alice.expect("GET", f"/v1/endpoints/{ep['id']}", 200)
+    assert got.get("description") in (None, "")
+
+
+def test_non_admin_cannot_create_clients(stack, admin):
+    _, alice = _client_api(stack, admin)
+    r = alice.post("/v1/clients", json={"name": unique("x")})
+    assert r.status_code == 403, r.text
+    error_of(r)
+
+
+def test_list_limit_out_of_range_is_400(admin):
+    r = admin.get("/v1/endpoints", params={"limit": 0})
+    assert r.status_code == 400, r.text
+    assert "limit" in error_of(r)["message"]

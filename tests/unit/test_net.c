@@ -1,0 +1,161 @@
+/*
+ * common/net: which endpoint URLs may be registered (bh_url_check) and
+ * which addresses a delivery may connect to (bh_addr_allowed).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+
+/* ------------------------------------------------------------ addresses */
+
+struct addr_case {
+	const char *name;
+	const char *addr;
+	bool plain;    /* allowed with neither flag */
+	bool loopback; /* allowed with allow_loopback only */
+	bool private_; /* allowed with allow_private only */
+	bool both;     /* allowed with both */
+};
+
+static const struct addr_case addr_cases[] = {
+	{"addr_public_ipv4_8_8_8_8_allowed", "8.8.8.8", true, true, true, true},
+	{"addr_public_ipv6_allowed", "2001:4860:4860::8888", true, true, true, true},
+	{"addr_loopback_127_0_0_1_needs_allow_loopback", "127.0.0.1", false, true, false, true},
+	{"addr_loopback_127_8_needs_allow_loopback", "127.1.2.3", false, true, false, true},
+	{"addr_loopback_ipv6_needs_allow_loopback", "::1", false, true, false, true},
+	{"addr_mapped_loopback_judged_as_ipv4", "::ffff:127.0.0.1", false, true, false, true},
+	{"addr_private_10_needs_allow_private", "10.1.2.3", false, false, true, true},
+	{"addr_private_192_168_needs_allow_private", "192.168.1.1", false, false, true, true},
+	{"addr_private_172_16_needs_allow_private", "172.16.0.1", false, false, true, true},
+	{"addr_172_32_is_public", "172.32.0.1", true, true, true, true},
+	{"addr_cgnat_100_64_needs_allow_private", "100.64.0.1", false, false, true, true},
+	{"addr_unique_local_fc00_needs_allow_private", "fd12:3456::1", false, false, true, true},
+	{"addr_mapped_private_judged_as_ipv4", "::ffff:10.0.0.1", false, false, true, true},
+	{"addr_metadata_169_254_169_254_never", "169.254.169.254", false, false, false, false},
+	{"addr_mapped_metadata_never", "::ffff:169.254.169.254", false, false, false, false},
+	{"addr_multicast_224_0_0_1_never", "224.0.0.1", false, false, false, false},
+	{"addr_ipv6_multicast_never", "ff02::1", false, false, false, false},
+	{"addr_link_local_fe80_never", "fe80::1", false, false, false, false},
+	{"addr_unspecified_0_0_0_0_never", "0.0.0.0", false, false, false, false},
+	{"addr_unspecified_ipv6_never", "::", false, false, false, false},
+	{"addr_broadcast_never", "255.255.255.255", false, false, false, false},
+};
+
+static bool allowed(const char *text, bool lo, bool priv)
+{
+	struct sockaddr_in in = {.sin_family = AF_INET};
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+	if (inet_pton(AF_INET, text, &in.sin_addr) == 1)
+		return bh_addr_allowed((struct sockaddr *)&in, lo, priv);
+	if (inet_pton(AF_INET6, text, &in6.sin6_addr) == 1)
+		return bh_addr_allowed((struct sockaddr *)&in6, lo, priv);
+	fail_msg("test table has a bad address %s", text);
+	return false;
+}
+
+static void run_addr_case(void **state)
+{
+	const struct addr_case *c = *state;
+	assert_int_equal(allowed(c->addr, false, false), c->plain);
+	assert_int_equal(allowed(c->addr, true, false), c->loopback);
+	assert_int_equal(allowed(c->addr, false, true), c->private_);
+	assert_int_equal(allowed(c->addr, true, true), c->both);
+}
+
+static void addr_unix_socket_never(void **state)
+{
+	(void)state;
+	struct sockaddr sa = {.sa_family = AF_UNIX};
+	assert_false(bh_addr_allowed(&sa, true, true));
+}
+
+/* ----------------------------------------------------------------- URLs */
+
+struct url_case {
+	const char *name;
+	const char *url; /* NULL: use the long URL built in main */
+	bool allow_loopback;
+	bool ok;
+	const char *err_has; /* for refusals: a word the message must contain */
+};
+
+static char long_url[BH_URL_MAX + 64];
+static char max_url[BH_URL_MAX + 1];
+
+static const struct url_case url_cases[] = {
+	{"url_https_with_path_ok", "https://hooks.example.com/bankhook?x=1", false, true, NULL},
+	{"url_http_with_port_ok", "http://example.com:8443/in", false, true, NULL},
+	{"url_scheme_is_case_insensitive", "HTTPS://example.com/", false, true, NULL},
+	{"url_ipv6_literal_public_ok", "http://[2001:db8::1]:80/x", false, true, NULL},
+	{"url_loopback_ok_when_allowed", "http://127.0.0.1:9999/hook", true, true, NULL},
+	{"url_loopback_refused_by_default", "http://127.0.0.1:9999/hook", false, false, "127.0.0.1"},
+	{"url_ipv6_loopback_refused_by_default", "http://[::1]/hook", false, false, "::1"},
+	{"url_metadata_address_refused_even_with_loopback", "http://169.254.169.254/latest", true,
+	 false, "169.254.169.254"},
+	{"url_ftp_refused", "ftp://example.com/file", false, false, "http"},
+	{"url_without_scheme_refused", "example.com/hook", false, false, "http"},
+	{"url_no_host_refused", "https:///path", false, false, "host"},
+	{"url_no_host_before_port_refused", "http://:80/", false, false, "host"},
+	{"url_userinfo_refused", "https://user:pw@example.com/", false, false, "password"},
+	{"url_user_only_refused", "https://user@example.com/", false, false, "user"},
+	{"url_with_space_refused", "https://exa mple.com/", false, false, "spaces"},
+	{"url_with_newline_refused", "https://example.com/\r\nX-Injected: 1", false, false,
+	 "control"},
+	{"url_empty_refused", "", false, false, "empty"},
+	{"url_bad_port_refused", "http://example.com:99999/", false, false, "port"},
+	{"url_non_numeric_port_refused", "http://example.com:http/", false, false, "port"},
+	{"url_unterminated_ipv6_refused", "http://[::1/", true, false, "IPv6"},
+	{"url_too_long_refused", NULL, false, false, "2048"},
+	{"url_at_max_length_ok", max_url, false, true, NULL},
+};
+
+static void run_url_case(void **state)
+{
+	const struct url_case *c = *state;
+	const char *url = c->url ? c->url : long_url;
+	char err[256] = "";
+	int rc = bh_url_check(url, c->allow_loopback, false, err, sizeof(err));
+	if (c->ok) {
+		if (rc != 0)
+			fail_msg("refused: %s", err);
+		return;
+	}
+	assert_int_equal(rc, -1);
+	if (strstr(err, c->err_has) == NULL)
+		fail_msg("error \"%s\" does not mention \"%s\"", err, c->err_has);
+}
+
+/* ------------------------------------------------------------------ main */
+
+#define TABLE(cases, fn)                                                                  \
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
+	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
+					 .test_func = fn,                                  \
+					 .initial_state = (void *)&cases[i]}
+#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
+
+int main(void)
+{
+	/* "https://example.com/aaaa..." one character over, and exactly at, the limit */
+	strcpy(long_url, "https://example.com/");
+	memset(long_url + strlen(long_url), 'a', BH_URL_MAX + 1 - strlen(long_url));
+	long_url[BH_URL_MAX + 1] = '\0';
+	memcpy(max_url, long_url, BH_URL_MAX);
+	max_url[BH_URL_MAX] = '\0';
+
+	struct CMUnitTest tests[64];
+	size_t n = 0;
+	TABLE(addr_cases, run_addr_case);
+	ONE(addr_unix_socket_never);
+	TABLE(url_cases, run_url_case);
+	return _cmocka_run_group_tests("net", tests, n, NULL, NULL);
+}
