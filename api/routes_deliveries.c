@@ -1,10 +1,13 @@
 /*
- * The delivery log as seen through the native API; the queries are in
- * common/delivery.c and are scoped to the caller's client (admin: all).
+ * The delivery log as seen through the native API, and the manual retry
+ * of one delivery; the queries are in common/delivery.c and are scoped to
+ * the caller's client (admin: all).
  */
 #include <string.h>
 
+#include "body.h"
 #include "delivery.h"
+#include "log.h"
 #include "server.h"
 
 #define FILTER_MAX 200
@@ -69,10 +72,48 @@ static void get_delivery(struct bh_request *req)
 	bh_api_reply_error(req, 404, "not_found", "id: no such delivery");
 }
 
+/*
+ * POST /v1/deliveries/{id}/retry: a succeeded or failed delivery goes back
+ * to pending and is attempted at once, its retry schedule starting over;
+ * the attempt count keeps growing. A pending one is already on its way:
+ * 409, so a retry never races the attempt in flight.
+ */
+static void retry_delivery(struct bh_request *req)
+{
+	static const char *const fields[] = {NULL};
+	char err[256];
+	const char *id = bh_api_param(req, "id");
+	if (bh_body_object(req, fields, false) == NULL)
+		return;
+	err[0] = '\0';
+	int rc = bh_delivery_retry(bh_api_db(req), scope(req), id, err, sizeof(err));
+	struct bh_log_ctx ctx = {.delivery = id};
+	switch (rc) {
+	case 0: /* bh_delivery_retry logged it */
+		bh_api_reply_json(req, 202, json_pack("{s:s,s:s}", "id", id, "status", "pending"));
+		break;
+	case 1:
+		bh_api_reply_error(req, 404, "not_found", "id: no such delivery");
+		break;
+	case 2:
+		bh_api_reply_error(req, 409, "conflict",
+				   "id: the delivery is still pending; it is attempted on its "
+				   "schedule");
+		break;
+	default:
+		bh_log_write(BH_LOG_ERROR, &ctx, __FILE__, __LINE__, "manual retry: %s", err);
+		bh_api_reply_error(req, 503, "dependency_unavailable",
+				   "The database is unavailable; try again later.");
+		break;
+	}
+}
+
 const struct bh_route bh_routes_deliveries[] = {
 	{.method = "GET", .pattern = "/v1/deliveries", .handler = list_deliveries,
 	 .needs_auth = true},
 	{.method = "GET", .pattern = "/v1/deliveries/{id}", .handler = get_delivery,
+	 .needs_auth = true},
+	{.method = "POST", .pattern = "/v1/deliveries/{id}/retry", .handler = retry_delivery,
 	 .needs_auth = true},
 	{.method = NULL},
 };

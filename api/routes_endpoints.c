@@ -1,14 +1,17 @@
 /*
- * Native endpoints: POST/GET/PATCH/DELETE /v1/endpoints. Validation lives
- * here; the SQL is in common/subscription.c. A caller without role admin
- * works on its own client's subscriptions only, and another client's id
- * answers 404.
+ * Native endpoints: POST/GET/PATCH/DELETE /v1/endpoints, and the operator
+ * controls on one endpoint: rotate-secret and replay. Validation lives
+ * here; the SQL is in common/subscription.c and common/delivery.c. A
+ * caller without role admin works on its own client's subscriptions only,
+ * and another client's id answers 404.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "body.h"
+#include "delivery.h"
 #include "log.h"
 #include "net.h"
 #include "server.h"
@@ -18,6 +21,8 @@
 #define HEADER_NAME_MAX 100
 #define HEADER_VALUE_MAX 1000
 #define EVENT_TYPES_MAX 16
+#define RATE_LIMIT_MAX 10000
+#define TIME_TEXT_MAX 64
 
 static const char *const event_types[] = {"transaction.created", "balance.changed",
 					  "payment.updated"};
@@ -29,13 +34,21 @@ static const char *const event_types[] = {"transaction.created", "balance.change
 static const char *const reserved_headers[] = {"content-type",	    "content-length", "user-agent",
 					       "host",		    "transfer-encoding", "connection"};
 
-static const char *const endpoint_fields[] = {"url",	 "description", "event_types", "filter",
-					      "headers", "enabled",	"client_id",   NULL};
+static const char *const endpoint_fields[] = {
+	"url",	   "description", "event_types",      "filter",	   "headers",
+	"enabled", "ordered",	  "rate_limit_per_s", "client_id", NULL};
 
 /* The caller's scope for subscription queries: NULL for admin. */
 static const char *scope(const struct bh_request *req)
 {
 	return req->caller.is_admin ? NULL : req->caller.client_id;
+}
+
+/* The secret is shown to its owner only, not to an admin looking on. */
+static bool caller_owns(const struct bh_request *req, const json_t *row)
+{
+	const char *owner = json_string_value(json_object_get(row, "client_id"));
+	return owner != NULL && strcmp(owner, req->caller.client_id) == 0;
 }
 
 static int check_url(struct bh_request *req, const char *url)
@@ -166,8 +179,22 @@ static int parse_fields(struct bh_request *req, json_t *obj, bool creating, stru
 			return -1;
 		p->headers = v;
 	}
-	if (bh_body_bool(req, obj, "enabled", &p->set_enabled, &p->enabled) < 0)
+	if (bh_body_bool(req, obj, "enabled", &p->set_enabled, &p->enabled) < 0 ||
+	    bh_body_bool(req, obj, "ordered", &p->set_ordered, &p->ordered) < 0)
 		return -1;
+	/* rate_limit_per_s: 1..RATE_LIMIT_MAX requests per second, null for none. */
+	if ((v = json_object_get(obj, "rate_limit_per_s")) != NULL) {
+		if (!json_is_null(v) &&
+		    (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		     json_integer_value(v) > RATE_LIMIT_MAX)) {
+			bh_api_reply_error(req, 400, "invalid_field",
+					   "rate_limit_per_s: must be an integer from 1 to %d, or null",
+					   RATE_LIMIT_MAX);
+			return -1;
+		}
+		p->set_rate_limit = true;
+		p->rate_limit_per_s = json_is_null(v) ? 0 : (int)json_integer_value(v);
+	}
 	return 0;
 }
 
@@ -196,6 +223,8 @@ static void create_endpoint(struct bh_request *req)
 		.account_id = p.account_id,
 		.headers = p.headers,
 		.enabled = p.set_enabled ? p.enabled : true,
+		.ordered = p.set_ordered && p.ordered,
+		.rate_limit_per_s = p.rate_limit_per_s,
 		.created_by_user_id = req->caller.user_id,
 	};
 	json_t *row = bh_sub_insert(bh_api_db(req), &n);
@@ -243,17 +272,16 @@ static void get_endpoint(struct bh_request *req)
 		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
 		return;
 	}
-	/* The secret is shown to its owner only, not to an admin looking on. */
-	const char *owner = json_string_value(json_object_get(row, "client_id"));
-	if (owner == NULL || strcmp(owner, req->caller.client_id) != 0)
+	if (!caller_owns(req, row))
 		json_object_del(row, "secret");
 	bh_api_reply_json(req, 200, row);
 }
 
 static void patch_endpoint(struct bh_request *req)
 {
-	static const char *const fields[] = {"url",	"description", "event_types", "filter",
-					     "headers", "enabled",     NULL};
+	static const char *const fields[] = {"url",	"description", "event_types",
+					     "filter",	"headers",     "enabled",
+					     "ordered", "rate_limit_per_s", NULL};
 	struct bh_sub_patch p;
 	json_t *row = NULL;
 	json_t *obj = bh_body_object(req, fields, true);
@@ -289,6 +317,96 @@ static void delete_endpoint(struct bh_request *req)
 	bh_api_reply_empty(req, 204);
 }
 
+/*
+ * POST /v1/endpoints/{id}/rotate-secret: a new secret signs from now on;
+ * the old one signs beside it for BH_SUB_PREVIOUS_SECRET_S, so receivers
+ * can switch without losing a delivery.
+ */
+static void rotate_secret(struct bh_request *req)
+{
+	static const char *const fields[] = {NULL};
+	json_t *out = NULL;
+	if (bh_body_object(req, fields, false) == NULL)
+		return;
+	int rc = bh_sub_rotate_secret(bh_api_db(req), scope(req), bh_api_param(req, "id"), &out);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "rotate endpoint secret");
+		return;
+	}
+	if (rc == BH_SUB_NOT_FOUND) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return;
+	}
+	/* An admin rotating another client's secret (a leak) does not learn the new one. */
+	if (!caller_owns(req, out))
+		json_object_del(out, "secret");
+	json_object_del(out, "client_id");
+	struct bh_log_ctx ctx = {.subscription = bh_api_param(req, "id")};
+	bh_info_ctx(&ctx, "rotated the signing secret");
+	bh_api_reply_json(req, 200, out);
+}
+
+/* An RFC 3339 member; absent gives *present false. 0, or -1 with the reply set. */
+static int body_time(struct bh_request *req, json_t *obj, const char *key, bool required,
+		     bool *present, int64_t *ms)
+{
+	const char *s;
+	if (bh_body_string(req, obj, "", key, 1, TIME_TEXT_MAX, required, &s) < 0)
+		return -1;
+	*present = s != NULL;
+	if (s != NULL && bh_parse_time(s, ms) < 0) {
+		bh_api_reply_error(req, 400, "invalid_field",
+				   "%s: must be an RFC 3339 time such as 2026-11-25T10:15:00Z", key);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * POST /v1/endpoints/{id}/replay {since, until, only_failed}: every
+ * delivery of the endpoint created in [since, until) is sent again (as
+ * the same delivery, so the receiver sees the same webhook-id).
+ */
+static void replay_endpoint(struct bh_request *req)
+{
+	static const char *const fields[] = {"since", "until", "only_failed", NULL};
+	char err[256];
+	bool has_since, has_until, has_only_failed, only_failed = false;
+	int64_t since_ms = 0, until_ms = bh_now_ms();
+	long long count = 0;
+	json_t *obj = bh_body_object(req, fields, true);
+	if (obj == NULL || body_time(req, obj, "since", true, &has_since, &since_ms) < 0 ||
+	    body_time(req, obj, "until", false, &has_until, &until_ms) < 0 ||
+	    bh_body_bool(req, obj, "only_failed", &has_only_failed, &only_failed) < 0)
+		return;
+	/* bh_delivery_replay reads a negative bound as open: refuse times before 1970. */
+	if (since_ms < 0) {
+		bh_api_reply_error(req, 400, "invalid_field", "since: must not be before 1970");
+		return;
+	}
+	if (since_ms >= until_ms) {
+		bh_api_reply_error(req, 400, "invalid_field",
+				   has_until ? "until: must be later than since"
+					     : "until: must be later than since (default: now)");
+		return;
+	}
+	err[0] = '\0';
+	int rc = bh_delivery_replay(bh_api_db(req), scope(req), bh_api_param(req, "id"), since_ms,
+				    until_ms, only_failed, &count, err, sizeof(err));
+	if (rc < 0) {
+		bh_error("replay of endpoint %s: %s", bh_api_param(req, "id"), err);
+		bh_api_reply_error(req, 503, "dependency_unavailable",
+				   "The database is unavailable; try again later.");
+		return;
+	}
+	if (rc == 1) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return;
+	}
+	/* bh_delivery_replay logged how many. */
+	bh_api_reply_json(req, 202, json_pack("{s:I}", "replayed", (json_int_t)count));
+}
+
 const struct bh_route bh_routes_endpoints[] = {
 	{.method = "POST", .pattern = "/v1/endpoints", .handler = create_endpoint,
 	 .needs_auth = true},
@@ -298,6 +416,10 @@ const struct bh_route bh_routes_endpoints[] = {
 	{.method = "PATCH", .pattern = "/v1/endpoints/{id}", .handler = patch_endpoint,
 	 .needs_auth = true},
 	{.method = "DELETE", .pattern = "/v1/endpoints/{id}", .handler = delete_endpoint,
+	 .needs_auth = true},
+	{.method = "POST", .pattern = "/v1/endpoints/{id}/rotate-secret", .handler = rotate_secret,
+	 .needs_auth = true},
+	{.method = "POST", .pattern = "/v1/endpoints/{id}/replay", .handler = replay_endpoint,
 	 .needs_auth = true},
 	{.method = NULL},
 };

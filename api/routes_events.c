@@ -1,11 +1,13 @@
 /*
  * POST /v1/events: validates an event exactly as the worker will, gives it
  * an id when it has none, and answers 202 only once Kafka acknowledged it,
- * so an accepted event is never lost.
+ * so an accepted event is never lost. GET /v1/events/{id}: the stored
+ * event with the caller's deliveries of it.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "event.h"
 #include "log.h"
 #include "server.h"
@@ -56,6 +58,27 @@ out:
 }
 
 /*
+ * GET /v1/events/{id}. An event is visible to a client when one of its
+ * deliveries is the client's (the common/delivery.c query decides), so a
+ * tenant cannot read events meant for others by guessing ids.
+ */
+static void get_event(struct bh_request *req)
+{
+	const char *client_id = req->caller.is_admin ? NULL : req->caller.client_id;
+	/* NULL is both "absent" and "database down": tell them apart with a ping. */
+	json_t *ev = bh_event_get_json(bh_api_db(req), client_id, bh_api_param(req, "id"));
+	if (ev != NULL) {
+		bh_api_reply_json(req, 200, ev);
+		return;
+	}
+	if (!bh_db_ping(req->db)) {
+		bh_api_reply_db_error(req, "get event");
+		return;
+	}
+	bh_api_reply_error(req, 404, "not_found", "id: no such event");
+}
+
+/*
  * Publishing events is for core systems: an event reaches every client's
  * subscriptions, so a tenant must not be able to forge one. Role
  * event_publisher (or admin) is required.
@@ -63,5 +86,6 @@ out:
 const struct bh_route bh_routes_events[] = {
 	{.method = "POST", .pattern = "/v1/events", .handler = post_event,
 	 .role = "event_publisher", .needs_auth = true},
+	{.method = "GET", .pattern = "/v1/events/{id}", .handler = get_event, .needs_auth = true},
 	{.method = NULL},
 };

@@ -35,7 +35,8 @@ struct conn_ctx {
 /* Searched in this order; the first route whose pattern and method match wins. */
 static const struct bh_route *const route_tables[] = {
 	bh_routes_ops, bh_routes_identity, bh_routes_endpoints, bh_routes_events,
-	bh_routes_deliveries, bh_routes_banks, bh_routes_obp,
+	bh_routes_deliveries, bh_routes_banks, bh_routes_obp, bh_routes_banksocket,
+	bh_routes_acquirer,
 };
 
 /* ---------------------------------------------------------------- metrics */
@@ -144,6 +145,10 @@ void bh_api_reply_error(struct bh_request *req, unsigned int status, const char 
 		reply_error_obp(req, status, msg);
 		return;
 	}
+	if (req->reply_error != NULL) {
+		req->reply_error(req, status, code, msg);
+		return;
+	}
 	bh_api_reply_json(req, status,
 			  json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
@@ -162,6 +167,28 @@ void bh_api_reply_text(struct bh_request *req, unsigned int status, const char *
 		       const char *text, size_t len)
 {
 	reply_set(req, status, bh_xstrndup(text, len), len, content_type);
+}
+
+void bh_api_reply_header(struct bh_request *req, const char *name, const char *value)
+{
+	for (const char *p = value; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return;
+	int i;
+	for (i = 0; i < req->n_reply_headers; i++)
+		if (strcasecmp(req->reply_header_names[i], name) == 0)
+			break;
+	if (i == BH_API_MAX_REPLY_HEADERS) {
+		bh_error("%s %s: more than %d reply headers; dropping %s", req->method, req->path,
+			 BH_API_MAX_REPLY_HEADERS, name);
+		return;
+	}
+	if (i == req->n_reply_headers) {
+		req->reply_header_names[i] = bh_xstrdup(name);
+		req->n_reply_headers++;
+	}
+	free(req->reply_header_values[i]);
+	req->reply_header_values[i] = bh_xstrdup(value);
 }
 
 void bh_api_reply_empty(struct bh_request *req, unsigned int status)
@@ -296,6 +323,21 @@ static const struct bh_route *route_find(struct bh_request *req, char **allow)
 	}
 	bh_buf_free(&methods);
 	return found;
+}
+
+/*
+ * The error envelope for a path no route matched: that of the routes
+ * whose pattern has the same first segment ("/banksocket/..."), if any.
+ */
+static bh_error_fn path_reply_error(const char *path)
+{
+	size_t n = strcspn(path + (path[0] == '/'), "/") + (path[0] == '/');
+	for (size_t t = 0; t < BH_ARRAY_LEN(route_tables); t++)
+		for (const struct bh_route *r = route_tables[t]; r->method != NULL; r++)
+			if (r->reply_error != NULL && strncmp(r->pattern, path, n) == 0 &&
+			    r->pattern[n] == '/')
+				return r->reply_error;
+	return NULL;
 }
 
 /* ---------------------------------------------------------------- checks */
@@ -437,6 +479,7 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 	char *allow = NULL;
 	const struct bh_route *r = route_find(req, &allow);
 	req->obp = r != NULL ? r->obp : strncmp(req->path, "/obp/", 5) == 0;
+	req->reply_error = r != NULL ? r->reply_error : path_reply_error(req->path);
 	if (r == NULL) {
 		if (allow != NULL) {
 			req->reply_allow = allow;
@@ -491,6 +534,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct bh_reques
 	if (req->reply_allow != NULL)
 		(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->reply_allow);
 	(void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	for (int i = 0; i < req->n_reply_headers; i++)
+		(void)MHD_add_response_header(resp, req->reply_header_names[i],
+					      req->reply_header_values[i]);
 	enum MHD_Result ret = MHD_queue_response(conn, req->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -505,6 +551,10 @@ static void request_free(struct bh_request *req)
 	bh_caller_free(&req->caller);
 	free(req->reply_body);
 	free(req->reply_allow);
+	for (int i = 0; i < req->n_reply_headers; i++) {
+		free(req->reply_header_names[i]);
+		free(req->reply_header_values[i]);
+	}
 }
 
 /* Replies 413 before reading a body whose declared length is over the limit. */
@@ -516,6 +566,7 @@ static enum MHD_Result reply_too_large(struct bh_server *srv, struct MHD_Connect
 	const struct bh_route *r = route_find(&req, &allow);
 	free(allow);
 	req.obp = r != NULL && r->obp;
+	req.reply_error = r != NULL ? r->reply_error : path_reply_error(url);
 	bh_api_reply_error(&req, 413, "body_too_large", "body: larger than the limit of %d bytes.",
 			   srv->api->cfg->api_body_limit);
 	enum MHD_Result ret = queue_reply(conn, &req);

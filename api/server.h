@@ -20,6 +20,15 @@
 #include "util.h"
 
 #define BH_API_MAX_PARAMS 4
+#define BH_API_MAX_REPLY_HEADERS 4
+
+struct bh_request;
+/*
+ * A dialect's error envelope: answers status with msg (which names the
+ * field) in the dialect's own shape; code is the native snake_case code.
+ */
+typedef void (*bh_error_fn)(struct bh_request *req, unsigned int status, const char *code,
+			    const char *msg);
 
 /* What every request can reach; owned by main(), outlives the daemon. */
 struct bh_api {
@@ -58,6 +67,12 @@ struct bh_request {
 	bool obp;
 	/* OBP routes only: the body was not JSON; the handler answers OBP-10001 in turn. */
 	bool body_invalid;
+	/* The route's error envelope when it is neither native nor OBP (see bh_route). */
+	bh_error_fn reply_error;
+	/* Extra reply headers (bh_api_reply_header), malloc'ed. */
+	char *reply_header_names[BH_API_MAX_REPLY_HEADERS];
+	char *reply_header_values[BH_API_MAX_REPLY_HEADERS];
+	int n_reply_headers;
 };
 
 struct bh_route;
@@ -76,6 +91,13 @@ struct bh_route {
 	 * and the caller's roles.
 	 */
 	bool obp;
+	/*
+	 * Another dialect's error envelope (Banksocket, acquirer): every error,
+	 * including those the server raises itself (authentication, body
+	 * limits, bad JSON, the database), goes through it. NULL: native.
+	 * Unmatched paths under the same first segment answer in it too.
+	 */
+	bh_error_fn reply_error;
 };
 
 /* Route tables of the resource files, each ended by an entry with method NULL. */
@@ -86,6 +108,8 @@ extern const struct bh_route bh_routes_events[];
 extern const struct bh_route bh_routes_deliveries[];
 extern const struct bh_route bh_routes_banks[];
 extern const struct bh_route bh_routes_obp[];
+extern const struct bh_route bh_routes_banksocket[];
+extern const struct bh_route bh_routes_acquirer[];
 
 struct bh_server;
 
@@ -125,6 +149,12 @@ void bh_api_reply_obp(struct bh_request *req, unsigned int status, const char *f
 /* Replies with a text body (copied). */
 void bh_api_reply_text(struct bh_request *req, unsigned int status, const char *content_type,
 		       const char *text, size_t len);
+/*
+ * Adds a reply header (name and value copied), replacing one of the same
+ * name; values with control characters are dropped. At most
+ * BH_API_MAX_REPLY_HEADERS; more is a bug in the handler and is logged.
+ */
+void bh_api_reply_header(struct bh_request *req, const char *name, const char *value);
 /* Replies 204 without a body. */
 void bh_api_reply_empty(struct bh_request *req, unsigned int status);
 /* Logs the database failure of `what` and replies 503 dependency_unavailable. */

@@ -58,6 +58,8 @@ static const struct conf_key conf_keys[] = {
 	INT("scheduler", "http_port", scheduler_http_port, "8082", 0, 65535),
 	INT("scheduler", "tick_ms", scheduler_tick_ms, "500", 10, 60000),
 	INT("scheduler", "batch", scheduler_batch, "1000", 1, 100000),
+	INT("retention", "attempts_days", retention_attempts_days, "30", 1, 36500),
+	INT("retention", "events_days", retention_events_days, "30", 1, 36500),
 	STR("log", "level", log_level, "info"),
 	STR("log", "format", log_format, "text"),
 };

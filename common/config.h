@@ -53,6 +53,9 @@ struct bh_config {
 	int scheduler_http_port;
 	int scheduler_tick_ms;
 	int scheduler_batch;
+	/* retention (scheduler): older attempts / events are deleted */
+	int retention_attempts_days;
+	int retention_events_days;
 	/* log */
 	char *log_level;
 	char *log_format;

@@ -157,7 +157,8 @@ json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char
 	PQclear(res);
 	res = bh_db_query(db,
 			  "SELECT attempt, " MS("started_at") ", duration_ms, http_status, error,"
-			  " response_body FROM attempts WHERE delivery_id = $1 ORDER BY id",
+			  " response_body, retry_after_s FROM attempts WHERE delivery_id = $1"
+			  " ORDER BY id",
 			  1, params);
 	if (res == NULL) {
 		json_decref(o);
@@ -172,6 +173,7 @@ json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char
 		set_int(a, "http_status", res, i, 3);
 		set_text(a, "error", res, i, 4);
 		set_text(a, "response_body", res, i, 5);
+		set_int(a, "retry_after_s", res, i, 6);
 		json_array_append_new(attempts, a);
 	}
 	json_object_set_new(o, "attempts", attempts);
@@ -218,6 +220,15 @@ static PGresult *insert_events(struct bh_db *db, const struct bh_delivery_input 
 		1, params);
 	free(text);
 	return res;
+}
+
+/* Index of the row whose first column is id in res, or -1. */
+static int row_of(const PGresult *res, const char *id)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
+			return i;
+	return -1;
 }
 
 static bool id_in_result(const PGresult *res, const char *id)
@@ -294,11 +305,14 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 		res = bh_db_query(db,
 				  "INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
 				  " next_attempt_at) SELECT x.id, x.event_id, x.subscription_id, x.client_id,"
-				  " 'pending', now() + make_interval(secs => $2::int)"
+				  " 'pending', CASE WHEN s.ordered THEN now()"
+				  "   ELSE now() + make_interval(secs => $2::int) END"
 				  " FROM jsonb_to_recordset($1::jsonb) AS x(id text, event_id text,"
 				  " subscription_id text, client_id text)"
 				  " JOIN subscriptions s ON s.id = x.subscription_id"
-				  " ON CONFLICT (event_id, subscription_id) DO NOTHING RETURNING id",
+				  " ON CONFLICT (event_id, subscription_id) DO NOTHING"
+				  /* now() is the transaction's time: only ordered rows equal it */
+				  " RETURNING id, next_attempt_at <= now()",
 				  2, params);
 		if (res == NULL) {
 			snprintf(errbuf, errlen, "database: insert deliveries: %s", bh_db_errmsg(db));
@@ -306,9 +320,13 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 		}
 		/* Keep only the rows that were inserted. */
 		int kept = 0;
-		for (int i = 0; i < ncreated; i++)
-			if (id_in_result(res, created[i].id))
-				created[kept++] = created[i];
+		for (int i = 0; i < ncreated; i++) {
+			int row = row_of(res, created[i].id);
+			if (row < 0)
+				continue;
+			created[i].ordered = strcmp(PQgetvalue(res, row, 1), "t") == 0;
+			created[kept++] = created[i];
+		}
 		ncreated = kept;
 	}
 	if (bh_db_commit(db) < 0) {
@@ -466,14 +484,6 @@ static double next_delay(const struct bh_config *cfg, int attempts)
 	return d;
 }
 
-/* Index of the locked row of delivery id in res, or -1. */
-static int row_of(const PGresult *res, const char *id)
-{
-	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
-			return i;
-	return -1;
-}
 
 /* Appends id to a JSON array of strings unless it is there already. */
 static void add_unique(json_t *arr, const char *id)
@@ -529,7 +539,7 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	char *text = json_dumps(ids, JSON_COMPACT);
 	const char *p1[] = {text};
 	locked = bh_db_query(db,
-			     "SELECT id, attempts, status FROM deliveries WHERE id IN"
+			     "SELECT id, attempts, status, schedule_base FROM deliveries WHERE id IN"
 			     " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
 			     1, p1);
 	free(text);
@@ -553,16 +563,26 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 			continue;
 		}
 		int n_attempt = atoi(PQgetvalue(locked, row, 1)) + ++extra[row];
+		/* Attempts since the last manual retry or replay: where the schedule is. */
+		int step = n_attempt - atoi(PQgetvalue(locked, row, 3));
+		if (step < 1)
+			step = 1;
 		bool success = r->error == NULL && r->http_status >= 200 && r->http_status < 300;
 		bool is_gone = r->http_status == 410;
+		int retry_after = 0;
+		if ((r->http_status == 429 || r->http_status == 503) && r->retry_after_s > 0)
+			retry_after = r->retry_after_s < BH_RETRY_AFTER_MAX_S ? r->retry_after_s
+									     : BH_RETRY_AFTER_MAX_S;
 		enum bh_delivery_state next = BH_DELIVERY_PENDING;
 		double delay = 0;
 		if (success)
 			next = BH_DELIVERY_SUCCEEDED;
-		else if (is_gone || r->permanent || n_attempt >= cfg->delivery_schedule_len)
+		else if (is_gone || r->permanent || step >= cfg->delivery_schedule_len)
 			next = BH_DELIVERY_FAILED;
 		else
-			delay = next_delay(cfg, n_attempt);
+			delay = next_delay(cfg, step);
+		if (next == BH_DELIVERY_PENDING && delay < retry_after)
+			delay = retry_after;
 		/*
 		 * Two attempts can overlap when a lease ran out mid-transfer; a
 		 * delivery that already finished keeps its outcome.
@@ -583,6 +603,8 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 				    r->http_status ? json_integer(r->http_status) : json_null());
 		json_object_set_new(a, "error", error ? json_string(error) : json_null());
 		json_object_set_new(a, "response_body", response ? json_string(response) : json_null());
+		json_object_set_new(a, "retry_after_s",
+				    retry_after ? json_integer(retry_after) : json_null());
 		json_array_append_new(attempts, a);
 		/* The delivery's row ends as its last attempt of the batch left it. */
 		json_t *f = json_pack("{s:s, s:i, s:s, s:f}", "id", rec->delivery_id, "add",
@@ -609,10 +631,11 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	if (json_array_size(attempts) > 0 &&
 	    exec_json(db,
 		      "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status,"
-		      " error, response_body) SELECT delivery_id, attempt, started_at, duration_ms,"
-		      " http_status, error, response_body FROM jsonb_to_recordset($1::jsonb) AS"
+		      " error, response_body, retry_after_s) SELECT delivery_id, attempt, started_at,"
+		      " duration_ms, http_status, error, response_body, retry_after_s"
+		      " FROM jsonb_to_recordset($1::jsonb) AS"
 		      " x(delivery_id text, attempt int, started_at timestamptz, duration_ms int,"
-		      " http_status int, error text, response_body text)",
+		      " http_status int, error text, response_body text, retry_after_s int)",
 		      attempts) < 0) {
 		snprintf(errbuf, errlen, "database: insert attempts: %s", bh_db_errmsg(db));
 		goto out;
@@ -725,8 +748,15 @@ int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
 	PGresult *res = bh_db_query(
 		db,
 		"UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $2::int)"
-		" FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-		"       ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due"
+		" FROM (SELECT c.id FROM deliveries c WHERE c.status = 'pending'"
+		"       AND c.next_attempt_at <= now()"
+		/* ordered: only the head of the line (cheap: one PK probe otherwise) */
+		"       AND NOT (EXISTS (SELECT 1 FROM subscriptions s"
+		"                        WHERE s.id = c.subscription_id AND s.ordered)"
+		"            AND EXISTS (SELECT 1 FROM deliveries p"
+		"                        WHERE p.subscription_id = c.subscription_id"
+		"                        AND p.status = 'pending' AND p.seq < c.seq))"
+		"       ORDER BY c.next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) due"
 		" WHERE d.id = due.id RETURNING d.id, d.subscription_id, d.event_id",
 		2, params);
 	if (res == NULL)
@@ -791,4 +821,253 @@ int bh_delivery_disable_failing(struct bh_db *db, int after_s)
 	}
 	PQclear(res);
 	return n;
+}
+
+long long bh_delivery_count_disabled_subs(struct bh_db *db)
+{
+	PGresult *res = bh_db_query(db, "SELECT count(*) FROM subscriptions WHERE NOT enabled", 0,
+				    NULL);
+	if (res == NULL)
+		return -1;
+	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return n;
+}
+
+/* ---- ordered subscriptions ---------------------------------------------- */
+
+/* ids as one JSON array parameter (caller frees). */
+static char *ids_param(const char *const *ids, int n)
+{
+	json_t *arr = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(ids[i]));
+	char *text = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return text;
+}
+
+int bh_delivery_claim_next(struct bh_db *db, const char *const *sub_ids, int n, int lease_s,
+			   struct bh_delivery_row **out, int *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		return 0;
+	char *text = ids_param(sub_ids, n);
+	char lease[16];
+	snprintf(lease, sizeof(lease), "%d", lease_s);
+	const char *params[] = {text, lease};
+	/*
+	 * The head of each line, if due, locked with SKIP LOCKED: a scheduler
+	 * claiming it right now keeps it, and nobody waits on a row lock. The
+	 * lock re-reads the row, so a claim committed meanwhile (next_attempt_at
+	 * moved ahead) is not claimed twice.
+	 */
+	PGresult *res = bh_db_query(
+		db,
+		"WITH heads AS ("
+		"  SELECT h.id FROM (SELECT DISTINCT jsonb_array_elements_text($1::jsonb) AS sid) s"
+		"  CROSS JOIN LATERAL (SELECT id FROM deliveries WHERE subscription_id = s.sid"
+		"    AND status = 'pending' ORDER BY seq LIMIT 1) h),"
+		" l AS (SELECT d.id FROM deliveries d JOIN heads ON heads.id = d.id"
+		"  WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+		"  FOR UPDATE OF d SKIP LOCKED),"
+		" c AS (UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $2::int)"
+		"  FROM l WHERE d.id = l.id"
+		"  RETURNING d.id, d.event_id, d.subscription_id, d.status, d.attempts)"
+		" SELECT c.id, c.event_id, c.subscription_id, c.status, c.attempts, e.body::text"
+		" FROM c JOIN events e ON e.id = c.event_id",
+		2, params);
+	free(text);
+	if (res == NULL)
+		return -1;
+	int rows = PQntuples(res);
+	struct bh_delivery_row *r = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(*r));
+	for (int i = 0; i < rows; i++) {
+		r[i].id = bh_xstrdup(PQgetvalue(res, i, 0));
+		r[i].event_id = bh_xstrdup(PQgetvalue(res, i, 1));
+		r[i].subscription_id = bh_xstrdup(PQgetvalue(res, i, 2));
+		r[i].status = bh_xstrdup(PQgetvalue(res, i, 3));
+		r[i].attempts = atoi(PQgetvalue(res, i, 4));
+		r[i].event_body = bh_xstrdup(PQgetvalue(res, i, 5));
+	}
+	PQclear(res);
+	*out = r;
+	*nout = rows;
+	return 0;
+}
+
+int bh_delivery_blocked(struct bh_db *db, const char *const *ids, int n, bool *blocked)
+{
+	for (int i = 0; i < n; i++)
+		blocked[i] = false;
+	if (n == 0)
+		return 0;
+	char *text = ids_param(ids, n);
+	const char *params[] = {text};
+	PGresult *res = bh_db_query(
+		db,
+		"SELECT d.id FROM deliveries d"
+		" WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+		" AND EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = d.subscription_id"
+		"             AND p.status = 'pending' AND p.seq < d.seq)",
+		1, params);
+	free(text);
+	if (res == NULL)
+		return -1;
+	for (int i = 0; i < n; i++)
+		blocked[i] = row_of(res, ids[i]) >= 0;
+	PQclear(res);
+	return 0;
+}
+
+/* ---- operator controls -------------------------------------------------- */
+
+int bh_delivery_retry(struct bh_db *db, const char *client_id, const char *id, char *errbuf,
+		      size_t errlen)
+{
+	const char *params[] = {id, client_id};
+	/*
+	 * One statement: the row is locked, its status read and, unless it is
+	 * pending, moved back to pending with the schedule restarted.
+	 */
+	PGresult *res = bh_db_query(
+		db,
+		"WITH t AS (SELECT id, status FROM deliveries"
+		"  WHERE id = $1 AND ($2::text IS NULL OR client_id = $2) FOR UPDATE),"
+		" u AS (UPDATE deliveries d SET status = 'pending', next_attempt_at = now(),"
+		"  schedule_base = d.attempts, updated_at = now()"
+		"  FROM t WHERE d.id = t.id AND t.status <> 'pending' RETURNING d.id)"
+		" SELECT t.status, (SELECT count(*) FROM u) FROM t",
+		2, params);
+	if (res == NULL) {
+		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
+		return -1;
+	}
+	int rc = 0;
+	if (PQntuples(res) != 1)
+		rc = 1;
+	else if (strcmp(PQgetvalue(res, 0, 0), "pending") == 0)
+		rc = 2;
+	PQclear(res);
+	if (rc == 0) {
+		struct bh_log_ctx ctx = {.delivery = id};
+		bh_info_ctx(&ctx, "delivery re-queued by hand; retry schedule restarted");
+	}
+	return rc;
+}
+
+int bh_delivery_replay(struct bh_db *db, const char *client_id, const char *subscription_id,
+		       int64_t since_ms, int64_t until_ms, bool only_failed, long long *count,
+		       char *errbuf, size_t errlen)
+{
+	char since[24], until[24];
+	snprintf(since, sizeof(since), "%" PRId64, since_ms);
+	snprintf(until, sizeof(until), "%" PRId64, until_ms);
+	const char *params[] = {subscription_id, client_id, since_ms < 0 ? NULL : since,
+				until_ms < 0 ? NULL : until, BH_DB_BOOL(only_failed)};
+	*count = 0;
+	PGresult *res = bh_db_query(
+		db,
+		"WITH s AS (SELECT id FROM subscriptions"
+		"  WHERE id = $1 AND ($2::text IS NULL OR client_id = $2)),"
+		" u AS (UPDATE deliveries d SET status = 'pending', next_attempt_at = now(),"
+		"  schedule_base = d.attempts, updated_at = now()"
+		"  FROM s WHERE d.subscription_id = s.id AND d.status <> 'pending'"
+		"  AND ($3::bigint IS NULL"
+		"   OR d.created_at >= timestamptz 'epoch' + $3::bigint * interval '1 millisecond')"
+		"  AND ($4::bigint IS NULL"
+		"   OR d.created_at < timestamptz 'epoch' + $4::bigint * interval '1 millisecond')"
+		"  AND (NOT $5::boolean OR d.status = 'failed') RETURNING 1)"
+		" SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM u)",
+		5, params);
+	if (res == NULL) {
+		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
+		return -1;
+	}
+	int rc = strcmp(PQgetvalue(res, 0, 0), "0") == 0 ? 1 : 0;
+	*count = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	if (rc == 0) {
+		struct bh_log_ctx ctx = {.subscription = subscription_id};
+		bh_info_ctx(&ctx, "replay: %lld deliveries re-queued", *count);
+	}
+	return rc;
+}
+
+json_t *bh_event_get_json(struct bh_db *db, const char *client_id, const char *id)
+{
+	json_t *result = NULL;
+	PGresult *ev = NULL, *res = NULL;
+	const char *params[] = {id, client_id};
+	ev = bh_db_query(db,
+			 "SELECT id, type, " MS("occurred_at") ", bank_id, account_id, body::text, " MS(
+				 "received_at") " FROM events WHERE id = $1",
+			 1, params);
+	if (ev == NULL || PQntuples(ev) != 1)
+		goto out;
+	res = bh_db_query(db,
+			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  " WHERE d.event_id = $1 AND ($2::text IS NULL OR d.client_id = $2)"
+			  " ORDER BY d.seq",
+			  2, params);
+	/* A client sees an event only through its own deliveries of it. */
+	if (res == NULL || (client_id && PQntuples(res) == 0))
+		goto out;
+	json_t *o = json_object();
+	set_text(o, "id", ev, 0, 0);
+	set_text(o, "type", ev, 0, 1);
+	set_time(o, "occurred_at", ev, 0, 2);
+	set_text(o, "bank_id", ev, 0, 3);
+	set_text(o, "account_id", ev, 0, 4);
+	json_t *body = json_loads(PQgetvalue(ev, 0, 5), 0, NULL);
+	json_object_set_new(o, "event", body ? body : json_null());
+	set_time(o, "received_at", ev, 0, 6);
+	json_t *ds = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(ds, delivery_row_json(res, i));
+	json_object_set_new(o, "deliveries", ds);
+	result = o;
+out:
+	PQclear(ev);
+	PQclear(res);
+	return result;
+}
+
+/* ---- retention ---------------------------------------------------------- */
+
+/* Runs a DELETE with (days, batch); how many rows went, or -1. */
+static long long purge(struct bh_db *db, const char *sql, int days, int batch)
+{
+	char d[16], b[16];
+	snprintf(d, sizeof(d), "%d", days);
+	snprintf(b, sizeof(b), "%d", batch);
+	const char *params[] = {d, b};
+	PGresult *res = bh_db_query(db, sql, 2, params);
+	if (res == NULL)
+		return -1;
+	long long n = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return n;
+}
+
+long long bh_delivery_purge_attempts(struct bh_db *db, int days, int batch)
+{
+	return purge(db,
+		     "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts"
+		     " WHERE started_at < now() - make_interval(days => $1::int) LIMIT $2::int)",
+		     days, batch);
+}
+
+long long bh_delivery_purge_events(struct bh_db *db, int days, int batch)
+{
+	/* SKIP LOCKED: never wait behind a worker recording an old delivery. */
+	return purge(db,
+		     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
+		     " WHERE e.received_at < now() - make_interval(days => $1::int)"
+		     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id"
+		     "                 AND d.status = 'pending')"
+		     " LIMIT $2::int FOR UPDATE SKIP LOCKED)",
+		     days, batch);
 }

@@ -50,6 +50,41 @@ json_t *bh_delivery_list_json(struct bh_db *db, const char *client_id,
  */
 json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char *id);
 
+/*
+ * The event with its deliveries: {"id","type","occurred_at","bank_id",
+ * "account_id","event" (the stored body),"received_at","deliveries":[...]},
+ * deliveries oldest first and, for a client, only that client's. NULL when
+ * absent, on a database error, or when a client (client_id not NULL) has no
+ * delivery of it: events carry no owner, so another client's event is 404.
+ * The caller owns the result.
+ */
+json_t *bh_event_get_json(struct bh_db *db, const char *client_id, const char *id);
+
+/* ---- operator controls: the API ---------------------------------------- */
+
+/*
+ * POST /v1/deliveries/{id}/retry: makes a finished delivery pending again,
+ * due now, with schedule_base = attempts so the retry schedule starts over
+ * (the attempt numbers keep counting). client_id NULL = admin (any client).
+ * Returns 0 done, 1 absent or not the client's, 2 pending already (409),
+ * -1 database error with errbuf.
+ */
+int bh_delivery_retry(struct bh_db *db, const char *client_id, const char *id, char *errbuf,
+		      size_t errlen) BH_MUSTCHECK;
+
+/*
+ * POST /v1/endpoints/{id}/replay: every delivery of the subscription created
+ * in [since_ms, until_ms) (epoch ms; a negative bound is open), only the
+ * failed ones when only_failed, never one pending already, becomes pending,
+ * due now, with its schedule restarted as by bh_delivery_retry. *count says
+ * how many. 0, 1 subscription absent or not the client's, -1 database error
+ * with errbuf. One statement: a huge window is one (long) transaction, and
+ * the scheduler then hands the deliveries out batch by batch.
+ */
+int bh_delivery_replay(struct bh_db *db, const char *client_id, const char *subscription_id,
+		       int64_t since_ms, int64_t until_ms, bool only_failed, long long *count,
+		       char *errbuf, size_t errlen) BH_MUSTCHECK;
+
 /* ---- write side: worker and scheduler ---------------------------------- */
 
 /* One event of a Kafka batch and the subscriptions it matched (borrowed). */
@@ -64,12 +99,17 @@ struct bh_delivery_created {
 	char id[37];
 	int input;                /* index into the caller's inputs */
 	const struct bh_sub *sub; /* borrowed from the input */
+	bool ordered; /* the subscription is ordered (as stored): not leased, see below */
 };
 
 /*
  * In ONE transaction: inserts every event (ON CONFLICT (id) DO NOTHING) and,
  * for each event that was new, one 'pending' delivery per matched
- * subscription with next_attempt_at = now() + lease_s. A duplicate event
+ * subscription with next_attempt_at = now() + lease_s, so the caller holds
+ * it and may attempt it at once. A delivery to an ordered subscription is
+ * created due (next_attempt_at = now()) instead and flagged `ordered`: it
+ * must wait for the earlier ones, so the caller does not attempt it but
+ * claims the head of the line with bh_delivery_claim_next. A duplicate event
  * (already stored, or twice in the batch) creates nothing. On success
  * *out (malloc'ed, caller frees; may be NULL when *nout is 0) lists the
  * deliveries created and 0 is returned; on -1 nothing was written and
@@ -107,6 +147,7 @@ struct bh_attempt_result {
 	const char *error;    /* NULL on success; curl error or reason */
 	const char *response; /* first bytes of the response body, or NULL */
 	bool permanent;       /* retrying cannot help (render failed): fail now */
+	int retry_after_s;    /* Retry-After of a 429/503 in seconds; 0: none */
 };
 
 enum bh_delivery_state { BH_DELIVERY_PENDING, BH_DELIVERY_SUCCEEDED, BH_DELIVERY_FAILED };
@@ -114,8 +155,10 @@ enum bh_delivery_state { BH_DELIVERY_PENDING, BH_DELIVERY_SUCCEEDED, BH_DELIVERY
 /*
  * Records one attempt and moves the delivery on, in one transaction:
  * 2xx -> 'succeeded' (subscription last_success_at = now, failing_since
- * cleared); failure -> next_attempt_at = now + schedule[attempts] seconds
- * ± jitter_percent, or 'failed' once the schedule is used up (subscription
+ * cleared); failure -> next_attempt_at = now + schedule[attempts -
+ * schedule_base] seconds ± jitter_percent, or at least the Retry-After of a
+ * 429/503 (bounded to BH_RETRY_AFTER_MAX_S), or 'failed' once the schedule
+ * is used up (subscription
  * failing_since set if unset); 410 Gone -> 'failed' and the subscription
  * disabled at once. *state says which (may be NULL). 0 or -1 with errbuf.
  */
@@ -141,6 +184,14 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 				struct bh_attempt_record *recs, int n, char *errbuf,
 				size_t errlen) BH_MUSTCHECK;
 
+/*
+ * Retry-After is honoured up to one hour: a receiver asking for more is
+ * retried after an hour anyway (its answer is recorded), so a bad header
+ * cannot park a delivery for days, and the schedule's later, longer
+ * delays still apply when they are longer.
+ */
+#define BH_RETRY_AFTER_MAX_S 3600
+
 /* Fails a pending delivery without an attempt (its subscription is gone or disabled). */
 int bh_delivery_fail(struct bh_db *db, const char *delivery_id, const char *reason) BH_MUSTCHECK;
 
@@ -154,12 +205,31 @@ struct bh_delivery_claim {
 /*
  * Claims up to `limit` pending deliveries whose next_attempt_at passed
  * (FOR UPDATE SKIP LOCKED) and moves their next_attempt_at lease_s ahead.
- * Run inside the caller's transaction: commit only once the jobs are in
+ * Of an ordered subscription only the oldest pending delivery is ever
+ * claimed, so a later one waits while an earlier one is retried. Run inside the caller's transaction: commit only once the jobs are in
  * Kafka. *out is malloc'ed (free with bh_delivery_claims_free). 0 or -1.
  */
 int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
 			  struct bh_delivery_claim **out, int *nout) BH_MUSTCHECK;
 void bh_delivery_claims_free(struct bh_delivery_claim *c, int n);
+
+/*
+ * Ordered subscriptions: for each of the n subscription ids, claims its
+ * oldest pending delivery if that one is due (moving next_attempt_at
+ * lease_s ahead, as the scheduler's claim does: the two exclude each
+ * other). *out (free each row and the array) holds the claimed ones with
+ * their events; 0 or -1.
+ */
+int bh_delivery_claim_next(struct bh_db *db, const char *const *sub_ids, int n, int lease_s,
+			   struct bh_delivery_row **out, int *nout) BH_MUSTCHECK;
+
+/*
+ * For each of the n delivery ids, whether an earlier (by seq) delivery of
+ * the same subscription is still pending: an ordered delivery must then
+ * wait. blocked[i] answers for ids[i] (false for an unknown id). 0 or -1.
+ */
+int bh_delivery_blocked(struct bh_db *db, const char *const *ids, int n,
+			bool *blocked) BH_MUSTCHECK;
 
 /* Pending deliveries whose next attempt is due now; -1 on error. */
 long long bh_delivery_count_due(struct bh_db *db);
@@ -169,5 +239,17 @@ long long bh_delivery_count_due(struct bh_db *db);
  * more than after_s seconds, recording why. Returns how many, or -1.
  */
 int bh_delivery_disable_failing(struct bh_db *db, int after_s);
+
+/* Subscriptions disabled now (by 410, failing, or by hand); -1 on error. */
+long long bh_delivery_count_disabled_subs(struct bh_db *db);
+
+/*
+ * Retention, one bounded statement each: deletes at most `batch` attempts
+ * started more than `days` days ago / at most `batch` events received more
+ * than `days` days ago that have no pending delivery (their deliveries and
+ * attempts go with them). Returns how many rows went, or -1.
+ */
+long long bh_delivery_purge_attempts(struct bh_db *db, int days, int batch);
+long long bh_delivery_purge_events(struct bh_db *db, int days, int batch);
 
 #endif

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "kind_acquirer.h"
+#include "kind_banksocket.h"
 #include "kind_obp.h"
 #include "log.h"
 
@@ -46,6 +48,8 @@ static const struct bh_kind_ops *const kinds[] = {
 	&native_kind,
 	&bh_kind_obp_account,
 	&bh_kind_obp_notification,
+	&bh_kind_banksocket,
+	&bh_kind_acquirer,
 };
 
 const struct bh_kind_ops *bh_kind_find(const char *name)
@@ -214,6 +218,11 @@ json_t *bh_sub_row_json(const PGresult *res, int row)
 	json_object_set_new(o, "disabled_reason", col_str_or_null(res, row, 12));
 	json_object_set_new(o, "created_at", col_time(res, row, 13));
 	json_object_set_new(o, "updated_at", col_time(res, row, 14));
+	json_object_set_new(o, "ordered", json_boolean(PQgetvalue(res, row, 17)[0] == 't'));
+	json_object_set_new(o, "rate_limit_per_s",
+			    PQgetisnull(res, row, 18)
+				    ? json_null()
+				    : json_integer(strtoll(PQgetvalue(res, row, 18), NULL, 10)));
 	return o;
 }
 
@@ -223,7 +232,9 @@ json_t *bh_sub_row_json(const PGresult *res, int row)
 	"SELECT s.id, s.client_id, s.kind, s.url, s.http_method, s.secret,"                    \
 	" CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END,"         \
 	" s.event_types::text, s.bank_id, s.account_id, s.headers::text, s.options::text,"    \
-	" c.api_secret, s.enabled"                                                            \
+	" c.api_secret, s.enabled, s.ordered, COALESCE(s.rate_limit_per_s, 0),"             \
+	" CASE WHEN s.previous_secret_expires_at > now()"                                     \
+	"  THEN (extract(epoch from s.previous_secret_expires_at) * 1000)::bigint END"        \
 	" FROM subscriptions s JOIN clients c ON c.id = s.client_id"
 
 static void sub_from_row(const PGresult *res, int row, struct bh_sub *sub)
@@ -248,6 +259,10 @@ static void sub_from_row(const PGresult *res, int row, struct bh_sub *sub)
 	sub->options = col_json(res, row, 11);
 	sub->client_api_secret = col_dup(res, row, 12);
 	sub->enabled = PQgetvalue(res, row, 13)[0] == 't';
+	sub->ordered = PQgetvalue(res, row, 14)[0] == 't';
+	sub->rate_limit_per_s = (int)strtol(PQgetvalue(res, row, 15), NULL, 10);
+	if (sub->previous_secret != NULL && !PQgetisnull(res, row, 16))
+		sub->previous_secret_expires_ms = strtoll(PQgetvalue(res, row, 16), NULL, 10);
 }
 
 void bh_sub_free(struct bh_sub *sub)
@@ -337,6 +352,9 @@ out:
 
 /* ---------------------------------------------------------------- writes and the native API */
 
+/* Epoch milliseconds of a timestamptz column. */
+#define MS_COL(col) "(extract(epoch from " col ") * 1000)::bigint"
+
 /* JSON text of v for a ::json parameter, or NULL (SQL NULL) when v is NULL. */
 static char *json_param(const json_t *v)
 {
@@ -352,20 +370,23 @@ json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n)
 	char *types = json_param(n->event_types);
 	char *headers = json_param(n->headers);
 	char *options = json_param(n->options);
+	char rate[16];
+	snprintf(rate, sizeof(rate), "%d", n->rate_limit_per_s);
 	const char *params[] = {
 		id,		n->client_id,	n->kind,	n->url,	     n->description,
 		types,		n->bank_id,	n->account_id,	headers,     n->http_method,
 		options,	BH_DB_BOOL(n->enabled),		secret,	     n->created_by_user_id,
+		BH_DB_BOOL(n->ordered),		n->rate_limit_per_s > 0 ? rate : NULL,
 	};
 	PGresult *res = bh_db_query(
 		db,
 		"INSERT INTO subscriptions AS s (id, client_id, kind, url, description, event_types,"
 		" bank_id, account_id, headers, http_method, options, enabled, secret,"
-		" created_by_user_id)"
+		" created_by_user_id, ordered, rate_limit_per_s)"
 		" VALUES ($1, $2, COALESCE($3, 'native'), $4, COALESCE($5, ''),"
 		" ARRAY(SELECT json_array_elements_text(COALESCE($6::json, '[]'))), $7, $8,"
 		" COALESCE($9::jsonb, '{}'), COALESCE($10, 'POST'), COALESCE($11::jsonb, '{}'),"
-		" $12::boolean, $13, $14)"
+		" $12::boolean, $13, $14, $15::boolean, $16::integer)"
 		" RETURNING " BH_SUB_COLUMNS,
 		(int)BH_ARRAY_LEN(params), params);
 	if (res == NULL)
@@ -428,7 +449,7 @@ int bh_sub_get_json(struct bh_db *db, const char *client_id, const char *id, jso
 	int rc = BH_SUB_NOT_FOUND;
 	if (PQntuples(res) == 1) {
 		*out = bh_sub_row_json(res, 0);
-		json_object_set_new(*out, "secret", json_string(PQgetvalue(res, 0, 17)));
+		json_object_set_new(*out, "secret", json_string(PQgetvalue(res, 0, 19)));
 		rc = 0;
 	}
 	PQclear(res);
@@ -441,6 +462,8 @@ int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
 	int rc = -1;
 	char *types = json_param(p->event_types);
 	char *headers = json_param(p->headers);
+	char rate[16];
+	snprintf(rate, sizeof(rate), "%d", p->rate_limit_per_s);
 	const char *params[] = {
 		id,
 		client_id,
@@ -458,9 +481,19 @@ int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
 		headers,
 		BH_DB_BOOL(p->set_enabled),
 		BH_DB_BOOL(p->enabled),
+		BH_DB_BOOL(p->set_ordered),
+		BH_DB_BOOL(p->ordered),
+		BH_DB_BOOL(p->set_rate_limit),
+		p->rate_limit_per_s > 0 ? rate : NULL,
 	};
 	*out = NULL;
-	/* Enabling starts afresh: the auto-disable clock must not fire again at once. */
+	/*
+	 * Re-enabling a disabled subscription starts afresh: the auto-disable
+	 * clock must not fire again at once. "enabled": true on one already
+	 * enabled (a client sending back the whole object) leaves its clock
+	 * running, or a failing receiver could never be disabled. SET reads
+	 * the old row, so s.enabled is the state before this update.
+	 */
 	PGresult *res = bh_db_query(
 		db,
 		"UPDATE subscriptions AS s SET"
@@ -474,8 +507,11 @@ int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
 		" enabled = CASE WHEN $15::boolean THEN $16::boolean ELSE s.enabled END,"
 		" disabled_reason = CASE WHEN $15::boolean AND $16::boolean THEN NULL"
 		"   ELSE s.disabled_reason END,"
-		" failing_since = CASE WHEN $15::boolean AND $16::boolean THEN NULL"
+		" failing_since = CASE WHEN $15::boolean AND $16::boolean AND NOT s.enabled THEN NULL"
 		"   ELSE s.failing_since END,"
+		" ordered = CASE WHEN $17::boolean THEN $18::boolean ELSE s.ordered END,"
+		" rate_limit_per_s = CASE WHEN $19::boolean THEN $20::integer"
+		"   ELSE s.rate_limit_per_s END,"
 		" updated_at = now()"
 		" WHERE s.id = $1 AND ($2::text IS NULL OR s.client_id = $2)"
 		" RETURNING " BH_SUB_COLUMNS,
@@ -505,5 +541,43 @@ int bh_sub_delete(struct bh_db *db, const char *client_id, const char *id)
 		return -1;
 	int rc = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : BH_SUB_NOT_FOUND;
 	PQclear(res);
+	return rc;
+}
+
+int bh_sub_rotate_secret(struct bh_db *db, const char *client_id, const char *id, json_t **out)
+{
+	int rc = -1;
+	char ttl[16];
+	char *secret = bh_webhook_secret_new();
+	snprintf(ttl, sizeof(ttl), "%d", BH_SUB_PREVIOUS_SECRET_S);
+	const char *params[] = {id, client_id, secret, ttl};
+	*out = NULL;
+	/*
+	 * One statement, so two concurrent rotations cannot both keep the same
+	 * previous secret: the row lock orders them. The change of secret
+	 * bumps subscriptions_version (trigger), so workers reload and sign
+	 * with both.
+	 */
+	PGresult *res = bh_db_query(
+		db,
+		"UPDATE subscriptions AS s SET previous_secret = s.secret, secret = $3,"
+		" previous_secret_expires_at = now() + make_interval(secs => $4::integer),"
+		" updated_at = now()"
+		" WHERE s.id = $1 AND ($2::text IS NULL OR s.client_id = $2)"
+		" RETURNING s.client_id, " MS_COL("s.previous_secret_expires_at"),
+		(int)BH_ARRAY_LEN(params), params);
+	if (res == NULL)
+		goto out;
+	rc = BH_SUB_NOT_FOUND;
+	if (PQntuples(res) == 1) {
+		char when[32];
+		bh_format_time(strtoll(PQgetvalue(res, 0, 1), NULL, 10), when);
+		*out = json_pack("{s:s,s:s,s:s}", "secret", secret, "previous_secret_expires_at",
+				 when, "client_id", PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+out:
+	free(secret);
 	return rc;
 }

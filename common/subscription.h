@@ -24,6 +24,12 @@ struct bh_sub {
 	char *http_method;
 	char *secret;
 	char *previous_secret; /* NULL unless still within its 24 hours */
+	/*
+	 * When previous_secret stops signing (epoch ms; 0 without one). Its
+	 * expiry bumps no subscriptions_version, so a long-lived copy must
+	 * compare this with the clock rather than trust previous_secret.
+	 */
+	int64_t previous_secret_expires_ms;
 	char **event_types;    /* empty: every type */
 	int n_event_types;
 	char *bank_id;    /* NULL: any */
@@ -32,6 +38,8 @@ struct bh_sub {
 	json_t *options;  /* the dialect's own fields */
 	char *client_api_secret;
 	bool enabled;
+	bool ordered;	      /* one delivery in flight; the next waits for its outcome */
+	int rate_limit_per_s; /* requests per second to this subscription; 0: no limit */
 };
 
 /* What one attempt sends: body and the headers the kind adds. */
@@ -92,6 +100,8 @@ struct bh_sub_new {
 	const char *http_method;
 	json_t *options;
 	bool enabled;
+	bool ordered;
+	int rate_limit_per_s; /* 0: no limit */
 	const char *created_by_user_id;
 };
 
@@ -107,7 +117,8 @@ json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK
 #define BH_SUB_COLUMNS                                                                      \
 	"s.id, s.client_id, s.kind, s.url, s.description, s.event_types::text, s.bank_id, "  \
 	"s.account_id, s.headers::text, s.http_method, s.options::text, s.enabled, "         \
-	"s.disabled_reason, s.created_at, s.updated_at, s.seq, s.created_by_user_id"
+	"s.disabled_reason, s.created_at, s.updated_at, s.seq, s.created_by_user_id, "      \
+	"s.ordered, s.rate_limit_per_s"
 /* One row of BH_SUB_COLUMNS as the native endpoint JSON (without secret). */
 json_t *bh_sub_row_json(const PGresult *res, int row);
 
@@ -142,7 +153,11 @@ struct bh_sub_patch {
 	const char *account_id;
 	json_t *headers; /* object, replaces the whole set */
 	bool set_enabled;
-	bool enabled; /* enabling also clears disabled_reason and failing_since */
+	bool enabled; /* re-enabling a disabled one also clears disabled_reason, failing_since */
+	bool set_ordered;
+	bool ordered;
+	bool set_rate_limit;
+	int rate_limit_per_s; /* 0 with set_rate_limit: no limit */
 };
 
 /* Applies p; on 0 *out is the updated row in the native shape (without secret). */
@@ -150,5 +165,18 @@ int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
 		  const struct bh_sub_patch *p, json_t **out) BH_MUSTCHECK;
 /* Deletes one subscription (its deliveries go with it); 0, BH_SUB_NOT_FOUND or -1. */
 int bh_sub_delete(struct bh_db *db, const char *client_id, const char *id) BH_MUSTCHECK;
+
+/* How long a rotated-out secret keeps signing beside the new one. */
+#define BH_SUB_PREVIOUS_SECRET_S (24 * 3600)
+
+/*
+ * Gives the subscription a fresh signing secret; the current one becomes
+ * previous_secret until now + BH_SUB_PREVIOUS_SECRET_S (a secret rotated
+ * out earlier is dropped: at most two sign at once). On 0 *out (the
+ * caller's) is {"secret", "previous_secret_expires_at", "client_id"}.
+ * 0, BH_SUB_NOT_FOUND or -1.
+ */
+int bh_sub_rotate_secret(struct bh_db *db, const char *client_id, const char *id, json_t **out)
+	BH_MUSTCHECK;
 
 #endif

@@ -20,10 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest, requests' 2>/dev/null; then
-    echo "setup: installing pytest and requests"
-    python3 -m pip install -q pytest requests 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages pytest requests
+if ! python3 -c 'import pytest, requests, cryptography' 2>/dev/null; then
+    echo "setup: installing pytest, requests and cryptography"
+    python3 -m pip install -q pytest requests cryptography 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages pytest requests cryptography
 fi
 
 libs=.run/kafka-libs

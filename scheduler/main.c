@@ -2,7 +2,8 @@
  * bankhook-scheduler: everything driven by time. Several may run; the one
  * holding a PostgreSQL advisory lock leads, the others stand by and try
  * again every tick. The leader hands due deliveries to the workers through
- * bankhook.deliveries and disables subscriptions that keep failing.
+ * bankhook.deliveries, disables subscriptions that keep failing, and
+ * deletes attempts and events past their retention.
  */
 #include <libpq-fe.h>
 #include <signal.h>
@@ -25,6 +26,16 @@
 #define PRODUCE_TIMEOUT_MS 10000 /* a job not acknowledged by then fails */
 #define DISABLE_EVERY_MS 10000   /* auto-disable check period */
 #define DUE_COUNT_EVERY_MS 2000  /* bankhook_retries_due refresh */
+#define RETENTION_EVERY_MS 60000 /* retention pass period */
+/*
+ * Retention deletes at most this many rows per statement (events fewer:
+ * each takes its deliveries and their attempts along), and one pass stops
+ * after RETENTION_BUDGET_MS so dispatching is never held up for long; a
+ * backlog then goes on at the next tick instead of a minute later.
+ */
+#define RETENTION_ATTEMPTS_BATCH 5000
+#define RETENTION_EVENTS_BATCH 500
+#define RETENTION_BUDGET_MS 1000
 
 static volatile sig_atomic_t stop_requested;
 
@@ -41,6 +52,9 @@ struct metrics {
 	atomic_int leader;
 	atomic_llong dispatched;
 	atomic_llong disabled;
+	atomic_llong disabled_now;
+	atomic_llong purged_attempts;
+	atomic_llong purged_events;
 	atomic_bool db_ok;
 };
 
@@ -81,10 +95,20 @@ static void scheduler_metrics(struct bh_buf *b, void *arg)
 			     "bankhook_jobs_dispatched_total %lld\n"
 			     "# HELP bankhook_subscriptions_disabled_total Subscriptions disabled for failing.\n"
 			     "# TYPE bankhook_subscriptions_disabled_total counter\n"
-			     "bankhook_subscriptions_disabled_total %lld\n",
+			     "bankhook_subscriptions_disabled_total %lld\n"
+			     "# HELP bankhook_subscriptions_disabled Subscriptions disabled now, for any reason.\n"
+			     "# TYPE bankhook_subscriptions_disabled gauge\n"
+			     "bankhook_subscriptions_disabled %lld\n"
+			     "# HELP bankhook_retention_deleted_total Rows deleted by retention.\n"
+			     "# TYPE bankhook_retention_deleted_total counter\n"
+			     "bankhook_retention_deleted_total{table=\"attempts\"} %lld\n"
+			     "bankhook_retention_deleted_total{table=\"events\"} %lld\n",
 			     (long long)atomic_load(&m->retries_due), atomic_load(&m->leader),
 			     (long long)atomic_load(&m->dispatched),
-			     (long long)atomic_load(&m->disabled));
+			     (long long)atomic_load(&m->disabled),
+			     (long long)atomic_load(&m->disabled_now),
+			     (long long)atomic_load(&m->purged_attempts),
+			     (long long)atomic_load(&m->purged_events));
 }
 
 /* ---- leadership -------------------------------------------------------- */
@@ -215,7 +239,39 @@ out:
 	return rc;
 }
 
-static void scheduler_tick(struct scheduler *s, int64_t *next_disable, int64_t *next_count)
+/*
+ * One retention pass: full batches until nothing is left or the budget is
+ * spent. Returns true when it stopped with work left.
+ */
+static bool retention_pass(struct scheduler *s)
+{
+	int64_t until = bh_mono_ms() + RETENTION_BUDGET_MS;
+	bool attempts_left = true, events_left = true;
+	while (!stop_requested && (attempts_left || events_left) && bh_mono_ms() < until) {
+		if (attempts_left) {
+			long long n = bh_delivery_purge_attempts(s->db, s->cfg.retention_attempts_days,
+								 RETENTION_ATTEMPTS_BATCH);
+			if (n < 0)
+				bh_warn("retention: attempts: %s", bh_db_errmsg(s->db));
+			else
+				atomic_fetch_add(&s->m.purged_attempts, n);
+			attempts_left = n == RETENTION_ATTEMPTS_BATCH;
+		}
+		if (events_left) {
+			long long n = bh_delivery_purge_events(s->db, s->cfg.retention_events_days,
+							       RETENTION_EVENTS_BATCH);
+			if (n < 0)
+				bh_warn("retention: events: %s", bh_db_errmsg(s->db));
+			else
+				atomic_fetch_add(&s->m.purged_events, n);
+			events_left = n == RETENTION_EVENTS_BATCH;
+		}
+	}
+	return attempts_left || events_left;
+}
+
+static void scheduler_tick(struct scheduler *s, int64_t *next_disable, int64_t *next_count,
+			   int64_t *next_retention)
 {
 	leadership_check(s);
 	atomic_store(&s->m.db_ok, bh_db_ping(s->db));
@@ -228,6 +284,9 @@ static void scheduler_tick(struct scheduler *s, int64_t *next_disable, int64_t *
 	int64_t now = bh_mono_ms();
 	if (now >= *next_count) {
 		atomic_store(&s->m.retries_due, bh_delivery_count_due(s->db));
+		long long disabled = bh_delivery_count_disabled_subs(s->db);
+		if (disabled >= 0)
+			atomic_store(&s->m.disabled_now, disabled);
 		*next_count = now + DUE_COUNT_EVERY_MS;
 	}
 	if (now >= *next_disable) {
@@ -236,14 +295,18 @@ static void scheduler_tick(struct scheduler *s, int64_t *next_disable, int64_t *
 			atomic_fetch_add(&s->m.disabled, d);
 		*next_disable = now + DISABLE_EVERY_MS;
 	}
+	if (now >= *next_retention) {
+		bool more = retention_pass(s);
+		*next_retention = more ? 0 : now + RETENTION_EVERY_MS;
+	}
 }
 
 static void scheduler_run(struct scheduler *s)
 {
-	int64_t next_disable = 0, next_count = 0;
+	int64_t next_disable = 0, next_count = 0, next_retention = 0;
 	while (!stop_requested) {
 		int64_t start = bh_mono_ms();
-		scheduler_tick(s, &next_disable, &next_count);
+		scheduler_tick(s, &next_disable, &next_count, &next_retention);
 		bh_kafka_poll(s->producer);
 		/* Sleep the rest of the tick in short steps, to notice signals. */
 		while (!stop_requested && bh_mono_ms() - start < s->cfg.scheduler_tick_ms)

@@ -72,6 +72,7 @@ struct worker {
 	/* Attempts finished in one pass of the sender, recorded together. */
 	struct bh_attempt_record *done;
 	char **done_event; /* event id of each, for the log line */
+	bool *done_ordered; /* its subscription is ordered: a final outcome frees the next */
 	int ndone, adone;
 	bool subs_loaded;
 	struct metrics m;
@@ -222,6 +223,8 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 	job->method = bh_xstrdup(sub->http_method ? sub->http_method : "POST");
 	job->secret = bh_xstrdup(sub->secret);
 	job->previous_secret = sub->previous_secret ? bh_xstrdup(sub->previous_secret) : NULL;
+	job->ordered = sub->ordered;
+	job->rate_limit_per_s = sub->rate_limit_per_s;
 	job->body = r.body; /* now owned by the job */
 	job->body_len = r.len;
 	r.body = NULL;
@@ -264,9 +267,12 @@ static void outcome(struct worker *w, const struct bh_attempt_record *rec, const
 		    names[rec->state], ar->error ? ": " : "", ar->error ? ar->error : "");
 }
 
-/* Records one attempt now (outside a sender pass). */
-static void record(struct worker *w, const char *delivery_id, const char *sub_id,
-		   const char *event_id, const struct bh_attempt_result *ar)
+/*
+ * Records one attempt now (outside a sender pass). Returns where the
+ * delivery went, or -1 when it could not be recorded.
+ */
+static int record(struct worker *w, const char *delivery_id, const char *sub_id,
+		  const char *event_id, const struct bh_attempt_result *ar)
 {
 	struct bh_attempt_record rec = {
 		.delivery_id = delivery_id, .subscription_id = sub_id, .r = *ar};
@@ -276,9 +282,37 @@ static void record(struct worker *w, const char *delivery_id, const char *sub_id
 			.delivery = delivery_id, .subscription = sub_id, .event = event_id};
 		/* The lease brings it back; at least once still holds. */
 		bh_warn_ctx(&ctx, "attempt not recorded: %s", err);
-		return;
+		return -1;
 	}
 	outcome(w, &rec, event_id);
+	return (int)rec.state;
+}
+
+static void job_attempt(struct worker *w, const struct bh_delivery_row *row);
+
+/*
+ * Ordered subscriptions whose delivery just ended (or was just created):
+ * claims the head of each line if it is due and attempts it here, rather
+ * than waiting for the scheduler's next tick. The claim excludes the
+ * scheduler's, so one delivery per subscription is in flight at a time. On
+ * a database error the scheduler hands them out instead.
+ */
+static void ordered_advance(struct worker *w, const char *const *sub_ids, int n)
+{
+	struct bh_delivery_row *rows = NULL;
+	int nrows = 0;
+	if (n == 0)
+		return;
+	if (bh_delivery_claim_next(w->db, sub_ids, n, w->cfg.delivery_lease_s, &rows, &nrows) < 0) {
+		bh_warn("ordered subscriptions: next deliveries left to the scheduler: %s",
+			bh_db_errmsg(w->db));
+		return;
+	}
+	for (int i = 0; i < nrows; i++) {
+		job_attempt(w, &rows[i]);
+		bh_delivery_row_free(&rows[i]);
+	}
+	free(rows);
 }
 
 /* Keeps a copy of a finished attempt until records_flush. */
@@ -290,6 +324,7 @@ static void on_sent(const struct bh_send_result *r, void *arg)
 		w->adone = w->adone ? w->adone * 2 : 64;
 		w->done = bh_xrealloc(w->done, (size_t)w->adone * sizeof(*w->done));
 		w->done_event = bh_xrealloc(w->done_event, (size_t)w->adone * sizeof(char *));
+		w->done_ordered = bh_xrealloc(w->done_ordered, (size_t)w->adone * sizeof(bool));
 	}
 	struct bh_attempt_record *rec = &w->done[w->ndone];
 	memset(rec, 0, sizeof(*rec));
@@ -301,7 +336,9 @@ static void on_sent(const struct bh_send_result *r, void *arg)
 	rec->r.error = r->error ? bh_xstrdup(r->error) : NULL;
 	rec->r.response = r->response ? bh_xstrdup(r->response) : NULL;
 	rec->r.permanent = r->permanent;
+	rec->r.retry_after_s = r->retry_after_s;
 	w->done_event[w->ndone] = bh_xstrdup(r->job->event_id);
+	w->done_ordered[w->ndone] = r->job->ordered;
 	w->ndone++;
 }
 
@@ -315,15 +352,27 @@ static void records_flush(struct worker *w)
 	if (w->ndone == 0)
 		return;
 	char err[512];
+	/* Ordered subscriptions whose line moved on: their next delivery may go. */
+	const char **advance = NULL;
+	int nadvance = 0;
 	if (bh_delivery_record_attempts(w->db, &w->cfg, w->done, w->ndone, err, sizeof(err)) == 0) {
 		for (int i = 0; i < w->ndone; i++)
 			outcome(w, &w->done[i], w->done_event[i]);
 	} else {
 		if (w->ndone > 1)
 			bh_warn("recording %d attempts together failed (%s); one by one", w->ndone, err);
-		for (int i = 0; i < w->ndone; i++)
-			record(w, w->done[i].delivery_id, w->done[i].subscription_id, w->done_event[i],
-			       &w->done[i].r);
+		for (int i = 0; i < w->ndone; i++) {
+			int st = record(w, w->done[i].delivery_id, w->done[i].subscription_id,
+					w->done_event[i], &w->done[i].r);
+			w->done[i].state = st < 0 ? BH_DELIVERY_PENDING : (enum bh_delivery_state)st;
+		}
+	}
+	for (int i = 0; i < w->ndone; i++) {
+		if (!w->done_ordered[i] || w->done[i].state == BH_DELIVERY_PENDING)
+			continue;
+		if (advance == NULL)
+			advance = bh_xcalloc((size_t)w->ndone, sizeof(*advance));
+		advance[nadvance++] = bh_xstrdup(w->done[i].subscription_id);
 	}
 	for (int i = 0; i < w->ndone; i++) {
 		free((char *)w->done[i].delivery_id);
@@ -333,6 +382,11 @@ static void records_flush(struct worker *w)
 		free(w->done_event[i]);
 	}
 	w->ndone = 0;
+	/* After the reset: an attempt that fails at once is recorded next pass. */
+	ordered_advance(w, advance, nadvance);
+	for (int i = 0; i < nadvance; i++)
+		free((char *)advance[i]);
+	free(advance);
 }
 
 /* One pass of the sender, then its results into PostgreSQL. */
@@ -461,9 +515,20 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 		bh_warn("events not stored; retrying the batch: %s", err);
 		goto out;
 	}
-	/* Durable: each delivery is pending with a lease, so attempting is safe. */
-	for (int i = 0; i < ncreated; i++)
-		attempt(w, created[i].sub, in[created[i].input].ev, created[i].id);
+	/*
+	 * Durable: each delivery is pending with a lease, so attempting is
+	 * safe. An ordered one is not leased: it goes when it heads its line.
+	 */
+	const char **heads = ncreated ? bh_xcalloc((size_t)ncreated, sizeof(*heads)) : NULL;
+	int nheads = 0;
+	for (int i = 0; i < ncreated; i++) {
+		if (created[i].ordered)
+			heads[nheads++] = created[i].sub->id;
+		else
+			attempt(w, created[i].sub, in[created[i].input].ev, created[i].id);
+	}
+	ordered_advance(w, heads, nheads);
+	free(heads);
 	rc = 0;
 out:
 	for (int i = 0; i < n; i++)
@@ -520,6 +585,8 @@ static int jobs_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 	json_t **docs = bh_xcalloc((size_t)n, sizeof(*docs));
 	const char **ids = bh_xcalloc((size_t)n, sizeof(*ids));
 	struct bh_delivery_row *rows = NULL;
+	const char **ordered = NULL;
+	bool *blocked = NULL;
 	int nids = 0, nrows = 0;
 	for (int i = 0; i < n; i++) {
 		const rd_kafka_message_t *msg = msgs[i];
@@ -540,10 +607,35 @@ static int jobs_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 	}
 	if (bh_delivery_load_many(w->db, ids, nids, &rows, &nrows) < 0)
 		goto out;
-	for (int i = 0; i < nrows; i++)
+	/*
+	 * Ordered subscriptions: a job whose delivery has an earlier one still
+	 * pending waits (the scheduler only claims heads, but a retry or a
+	 * replay can put an earlier one back). One query for the batch, and
+	 * none when no ordered subscription is involved.
+	 */
+	ordered = bh_xcalloc((size_t)(nrows ? nrows : 1), sizeof(*ordered));
+	blocked = bh_xcalloc((size_t)(nrows ? nrows : 1), sizeof(*blocked));
+	int nordered = 0;
+	for (int i = 0; i < nrows; i++) {
+		const struct bh_sub *sub = sub_find(w, rows[i].subscription_id);
+		if (sub && sub->ordered && strcmp(rows[i].status, "pending") == 0)
+			ordered[nordered++] = rows[i].id;
+	}
+	if (bh_delivery_blocked(w->db, ordered, nordered, blocked) < 0)
+		goto out;
+	for (int i = 0, k = 0; i < nrows; i++) {
+		if (k < nordered && ordered[k] == rows[i].id && blocked[k++]) {
+			struct bh_log_ctx ctx = {.delivery = rows[i].id,
+						 .subscription = rows[i].subscription_id};
+			bh_debug_ctx(&ctx, "ordered: an earlier delivery is pending; waiting");
+			continue;
+		}
 		job_attempt(w, &rows[i]);
+	}
 	rc = 0;
 out:
+	free(ordered);
+	free(blocked);
 	for (int i = 0; i < nrows; i++)
 		bh_delivery_row_free(&rows[i]);
 	free(rows);
@@ -597,8 +689,11 @@ static void worker_run(struct worker *w)
 	rd_kafka_message_t *msgs[BATCH_MAX];
 	int64_t next_housekeeping = 0;
 	while (!stop_requested) {
-		/* Short waits: transfers and the stop flag both need attention. */
+		/* Short waits: transfers, rate-limited jobs and the stop flag need attention. */
 		int wait = bh_sender_in_flight(w->sender) > 0 ? 0 : 100;
+		int wake = bh_sender_wake_ms(w->sender);
+		if (wake >= 0 && wake < wait)
+			wait = wake;
 		int n = 0;
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait);
 		while (m != NULL) {
@@ -744,6 +839,7 @@ static void worker_free(struct worker *w)
 	free(w->by_id);
 	free(w->done);
 	free(w->done_event);
+	free(w->done_ordered);
 	bh_config_free(&w->cfg);
 }
 

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "crypto.h"
 #include "log.h"
@@ -21,13 +23,30 @@
 #define ENDPOINT_QUEUE_MAX 10000
 #define ENDPOINT_BUCKETS 1024
 #define HELD_BUCKETS 8192
+#define RETRY_AFTER_LINE_MAX 128  /* a longer Retry-After header is ignored */
+#define RETRY_AFTER_CEILING 86400 /* parsed values are clamped here; record bounds further */
+/*
+ * A rate-limited subscription may burst 50 ms worth of its rate (at least
+ * one request): the main loop's wake-ups are that coarse, and any 1-second
+ * window then holds at most rate + rate/20 requests.
+ */
+#define BURST_MS 50
 
 /* Per subscription: transfers running and jobs waiting for a slot. */
 struct endpoint {
 	char *sub_id;
 	int in_flight;
+	int max_in_flight; /* 1 when ordered, else the configured cap */
+	bool ordered;
 	struct bh_send_job *qhead, *qtail;
 	int queued;
+	/* Token bucket, when rate > 0; kept while idle so a pause does not reset it. */
+	int rate;
+	double tokens;
+	int64_t refill_ms; /* monotonic */
+	/* On the sender's throttled list: jobs wait here for a token. */
+	bool throttled;
+	struct endpoint *tprev, *tnext;
 	struct endpoint *next;
 };
 
@@ -46,6 +65,7 @@ struct transfer {
 	size_t header_bytes;
 	bool headers_too_big;
 	bool refused;
+	int retry_after_s;
 	int64_t started_ms;
 	int64_t started_mono;
 	char errbuf[CURL_ERROR_SIZE];
@@ -62,6 +82,7 @@ struct bh_sender {
 	struct bh_send_job *qhead, *qtail; /* waiting for a global slot */
 	int queued;
 	int queued_total; /* here and in every endpoint's queue */
+	struct endpoint *throttled; /* endpoints whose queue waits for a token */
 	/* Delivery ids running or queued here: the scheduler's re-sends are skipped. */
 	struct held *held[HELD_BUCKETS];
 };
@@ -111,11 +132,42 @@ static struct endpoint *endpoint_get(struct bh_sender *s, const char *sub_id)
 	return e;
 }
 
-/* Forgets an endpoint with nothing running or waiting: the table stays small. */
+static void throttle_add(struct bh_sender *s, struct endpoint *ep)
+{
+	if (ep->throttled)
+		return;
+	ep->throttled = true;
+	ep->tprev = NULL;
+	ep->tnext = s->throttled;
+	if (s->throttled)
+		s->throttled->tprev = ep;
+	s->throttled = ep;
+}
+
+static void throttle_remove(struct bh_sender *s, struct endpoint *ep)
+{
+	if (!ep->throttled)
+		return;
+	if (ep->tprev)
+		ep->tprev->tnext = ep->tnext;
+	else
+		s->throttled = ep->tnext;
+	if (ep->tnext)
+		ep->tnext->tprev = ep->tprev;
+	ep->throttled = false;
+	ep->tprev = ep->tnext = NULL;
+}
+
+/*
+ * Forgets an endpoint with nothing running or waiting: the table stays
+ * small. A rate-limited one stays, with its bucket: there is one per
+ * subscription at most, and forgetting it would grant a fresh burst.
+ */
 static void endpoint_release(struct bh_sender *s, struct endpoint *ep)
 {
-	if (ep->in_flight > 0 || ep->queued > 0)
+	if (ep->in_flight > 0 || ep->queued > 0 || ep->rate > 0)
 		return;
+	throttle_remove(s, ep);
 	struct endpoint **pp = &s->buckets[hash_str(ep->sub_id) % ENDPOINT_BUCKETS];
 	while (*pp && *pp != ep)
 		pp = &(*pp)->next;
@@ -146,6 +198,56 @@ static void held_remove(struct bh_sender *s, const char *id)
 			return;
 		}
 	}
+}
+
+/* The subscription's current limits, as its latest job carries them. */
+static void endpoint_configure(struct bh_sender *s, struct endpoint *ep,
+			       const struct bh_send_job *job)
+{
+	ep->ordered = job->ordered;
+	ep->max_in_flight = job->ordered ? 1 : s->cfg->delivery_max_in_flight_per_endpoint;
+	if (job->rate_limit_per_s != ep->rate) {
+		ep->rate = job->rate_limit_per_s > 0 ? job->rate_limit_per_s : 0;
+		ep->tokens = 1;
+		ep->refill_ms = bh_mono_ms();
+	}
+}
+
+static double burst_of(const struct endpoint *ep)
+{
+	double b = ep->rate * BURST_MS / 1000.0;
+	return b < 1 ? 1 : b;
+}
+
+static void refill(struct endpoint *ep, int64_t now)
+{
+	ep->tokens += (double)(now - ep->refill_ms) * ep->rate / 1000.0;
+	if (ep->tokens > burst_of(ep))
+		ep->tokens = burst_of(ep);
+	ep->refill_ms = now;
+}
+
+/* Takes a token if the rate allows a request now. */
+static bool token_take(struct endpoint *ep)
+{
+	if (ep->rate <= 0)
+		return true;
+	refill(ep, bh_mono_ms());
+	if (ep->tokens < 1)
+		return false;
+	ep->tokens -= 1;
+	return true;
+}
+
+/* Milliseconds until the next token. */
+static int token_wait_ms(const struct endpoint *ep)
+{
+	if (ep->rate <= 0)
+		return 0;
+	double have = ep->tokens + (double)(bh_mono_ms() - ep->refill_ms) * ep->rate / 1000.0;
+	if (have >= 1)
+		return 0;
+	return (int)((1 - have) * 1000.0 / ep->rate) + 1;
 }
 
 static void queue_push(struct bh_send_job **head, struct bh_send_job **tail, int *n,
@@ -186,15 +288,53 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/*
+ * Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3), as seconds
+ * from now, clamped to [0, RETRY_AFTER_CEILING]; 0 when unreadable.
+ */
+static int retry_after_parse(const char *v)
+{
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v >= '0' && *v <= '9') {
+		long long secs = 0;
+		for (; *v >= '0' && *v <= '9'; v++)
+			if (secs < RETRY_AFTER_CEILING)
+				secs = secs * 10 + (*v - '0');
+		while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+			v++;
+		if (*v != '\0')
+			return 0;
+		return secs > RETRY_AFTER_CEILING ? RETRY_AFTER_CEILING : (int)secs;
+	}
+	time_t when = curl_getdate(v, NULL);
+	if (when == -1)
+		return 0;
+	time_t now = time(NULL);
+	if (when <= now)
+		return 0;
+	return when - now > RETRY_AFTER_CEILING ? RETRY_AFTER_CEILING : (int)(when - now);
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	(void)ptr;
 	struct transfer *t = userdata;
 	size_t n = size * nmemb;
 	t->header_bytes += n;
 	if (t->header_bytes > HEADER_CAP) {
 		t->headers_too_big = true;
 		return 0; /* aborts the transfer */
+	}
+	static const char name[] = "retry-after:";
+	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+		t->retry_after_s = 0; /* a new response (after a 1xx) starts over */
+	} else if (n > sizeof(name) - 1 && n < RETRY_AFTER_LINE_MAX &&
+		   strncasecmp(ptr, name, sizeof(name) - 1) == 0) {
+		char value[RETRY_AFTER_LINE_MAX];
+		size_t len = n - (sizeof(name) - 1);
+		memcpy(value, ptr + sizeof(name) - 1, len);
+		value[len] = '\0';
+		t->retry_after_s = retry_after_parse(value);
 	}
 	return n;
 }
@@ -219,7 +359,9 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
 static void report(struct bh_sender *s, struct transfer *t, int http_status, const char *error,
 		   bool permanent)
 {
+	bool wants_later = http_status == 429 || http_status == 503;
 	struct bh_send_result r = {
+		.retry_after_s = wants_later ? t->retry_after_s : 0,
 		.job = t->job,
 		.started_ms = t->started_ms,
 		.duration_ms = (int)(bh_mono_ms() - t->started_mono),
@@ -364,20 +506,43 @@ static void drop(struct bh_sender *s, const char *why, struct bh_send_job *job)
 	bh_send_job_free(job);
 }
 
+/* Queues job behind its subscription's running or rate-limited ones, or drops it. */
+static void endpoint_enqueue(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *job)
+{
+	/* Waiting for tokens past half a lease would only end in "stale": let go now. */
+	if (ep->rate > 0 &&
+	    (int64_t)(ep->queued + 1) * 1000 / ep->rate > (int64_t)s->cfg->delivery_lease_s * 500) {
+		drop(s, "over the subscription's rate limit", job);
+		endpoint_release(s, ep);
+		return;
+	}
+	if (ep->queued >= ENDPOINT_QUEUE_MAX || s->queued_total >= QUEUED_MAX) {
+		drop(s, "subscription queue full", job);
+		endpoint_release(s, ep);
+		return;
+	}
+	queue_push(&ep->qhead, &ep->qtail, &ep->queued, job);
+	s->queued_total++;
+	if (ep->rate > 0)
+		throttle_add(s, ep);
+}
+
 /* Places a job whose slot is not known to be free. */
 static void place(struct bh_sender *s, struct bh_send_job *job)
 {
 	struct endpoint *ep = endpoint_get(s, job->subscription_id);
-	if (ep->in_flight >= s->cfg->delivery_max_in_flight_per_endpoint) {
-		if (ep->queued < ENDPOINT_QUEUE_MAX && s->queued_total < QUEUED_MAX) {
-			queue_push(&ep->qhead, &ep->qtail, &ep->queued, job);
-			s->queued_total++;
-		} else {
-			drop(s, "subscription queue full", job);
-		}
+	endpoint_configure(s, ep, job);
+	/*
+	 * Ordered: a second job must not run after the first without knowing
+	 * how the first ended; PostgreSQL hands it out again in its turn.
+	 */
+	if (ep->ordered && (ep->in_flight > 0 || ep->queued > 0)) {
+		drop(s, "ordered subscription busy", job);
+		endpoint_release(s, ep);
 		return;
 	}
-	if (s->in_flight >= s->cfg->delivery_max_in_flight) {
+	bool busy = ep->in_flight >= ep->max_in_flight || ep->queued > 0;
+	if (!busy && s->in_flight >= s->cfg->delivery_max_in_flight) {
 		if (s->queued_total < QUEUED_MAX) {
 			queue_push(&s->qhead, &s->qtail, &s->queued, job);
 			s->queued_total++;
@@ -385,6 +550,10 @@ static void place(struct bh_sender *s, struct bh_send_job *job)
 			drop(s, "worker queue full", job);
 		}
 		endpoint_release(s, ep);
+		return;
+	}
+	if (busy || !token_take(ep)) {
+		endpoint_enqueue(s, ep, job);
 		return;
 	}
 	start(s, ep, job);
@@ -397,19 +566,32 @@ void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job)
 	place(s, job);
 }
 
+/* Starts what ep's queue may start now: slots and tokens permitting. */
+static void pump_endpoint(struct bh_sender *s, struct endpoint *ep)
+{
+	while (ep->queued > 0 && ep->in_flight < ep->max_in_flight &&
+	       s->in_flight < s->cfg->delivery_max_in_flight) {
+		if (stale(s, ep->qhead)) {
+			struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
+			s->queued_total--;
+			drop(s, "waited too long", job);
+			continue;
+		}
+		if (!token_take(ep))
+			break;
+		struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
+		s->queued_total--;
+		start(s, ep, job);
+	}
+	if (ep->queued == 0)
+		throttle_remove(s, ep);
+	endpoint_release(s, ep);
+}
+
 /* A slot of ep (and a global one) just freed: hand it to whoever waits. */
 static void pump(struct bh_sender *s, struct endpoint *ep)
 {
-	while (ep->queued > 0 && ep->in_flight < s->cfg->delivery_max_in_flight_per_endpoint &&
-	       s->in_flight < s->cfg->delivery_max_in_flight) {
-		struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-		s->queued_total--;
-		if (stale(s, job))
-			drop(s, "waited too long", job);
-		else
-			start(s, ep, job);
-	}
-	endpoint_release(s, ep);
+	pump_endpoint(s, ep);
 	while (s->queued > 0 && s->in_flight < s->cfg->delivery_max_in_flight) {
 		struct bh_send_job *job = queue_pop(&s->qhead, &s->qtail, &s->queued);
 		s->queued_total--;
@@ -418,6 +600,32 @@ static void pump(struct bh_sender *s, struct endpoint *ep)
 		else
 			place(s, job);
 	}
+}
+
+/* Endpoints whose next token came: start their queued jobs. */
+static void pump_throttled(struct bh_sender *s)
+{
+	struct endpoint *ep = s->throttled, *next;
+	for (; ep; ep = next) {
+		next = ep->tnext; /* pump_endpoint may unlink ep, never another one */
+		if (token_wait_ms(ep) == 0)
+			pump_endpoint(s, ep);
+	}
+}
+
+int bh_sender_wake_ms(const struct bh_sender *s)
+{
+	int best = -1;
+	for (const struct endpoint *ep = s->throttled; ep; ep = ep->tnext) {
+		/* One at its in-flight cap wakes when a transfer ends, not by time. */
+		if (ep->in_flight >= ep->max_in_flight ||
+		    s->in_flight >= s->cfg->delivery_max_in_flight)
+			continue;
+		int w = token_wait_ms(ep);
+		if (best < 0 || w < best)
+			best = w;
+	}
+	return best;
 }
 
 static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
@@ -452,9 +660,15 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 void bh_sender_run(struct bh_sender *s, int timeout_ms)
 {
 	int running = 0;
+	pump_throttled(s);
 	curl_multi_perform(s->multi, &running);
-	if (s->in_flight > 0 && timeout_ms > 0) {
-		curl_multi_poll(s->multi, NULL, 0, timeout_ms, NULL);
+	int wake = bh_sender_wake_ms(s);
+	if ((s->in_flight > 0 || wake >= 0) && timeout_ms > 0) {
+		/* Wake for the next token too; curl_multi_poll waits even with no transfer. */
+		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
+		if (wait > 0)
+			curl_multi_poll(s->multi, NULL, 0, wait, NULL);
+		pump_throttled(s);
 		curl_multi_perform(s->multi, &running);
 	}
 	CURLMsg *msg;
@@ -511,6 +725,7 @@ void bh_sender_drop_queued(struct bh_sender *s)
 				held_remove(s, job->delivery_id);
 				bh_send_job_free(job);
 			}
+			throttle_remove(s, ep);
 			if (ep->in_flight == 0) {
 				*pp = ep->next;
 				free(ep->sub_id);

@@ -5,6 +5,14 @@
  * in a short local queue; past that queue's bound, or once they waited half
  * a lease, they are dropped and stay 'pending' in PostgreSQL, where the
  * scheduler hands them out again when the lease runs out.
+ *
+ * Per subscription the sender also keeps a token bucket when the job says
+ * rate_limit_per_s (jobs over the rate wait in that subscription's queue,
+ * as long as the wait stays under half a lease, and are left to the
+ * scheduler beyond that), and for an ordered subscription it runs one job
+ * at a time and never queues a second one behind it: what comes next
+ * depends on how the running one ends, which only PostgreSQL knows.
+ * Rate limits are per worker process.
  */
 #ifndef BH_WORKER_SENDER_H
 #define BH_WORKER_SENDER_H
@@ -30,6 +38,8 @@ struct bh_send_job {
 	struct curl_slist *custom;  /* the subscription's own, sent last */
 	char *body;
 	size_t body_len;
+	bool ordered;         /* at most one of its subscription in flight, no queue */
+	int rate_limit_per_s; /* of its subscription; 0: none */
 	int64_t queued_ms; /* monotonic, set by bh_sender_submit */
 	struct bh_send_job *next;
 };
@@ -43,6 +53,7 @@ struct bh_send_result {
 	const char *error;    /* NULL for a 2xx */
 	const char *response; /* first 1 KiB of the body, or NULL */
 	bool permanent;       /* cannot succeed on retry (bad secret) */
+	int retry_after_s;    /* Retry-After of a 429/503 answer, seconds; 0: none */
 };
 
 typedef void (*bh_sender_done_fn)(const struct bh_send_result *r, void *arg);
@@ -57,6 +68,11 @@ void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job);
 /* Drives transfers for up to timeout_ms, reporting each finished one. */
 void bh_sender_run(struct bh_sender *s, int timeout_ms);
 int bh_sender_in_flight(const struct bh_sender *s);
+/*
+ * Milliseconds until a job held back by a rate limit may start (0: now),
+ * or -1 when none waits: the caller's poll timeout, so nothing busy-loops.
+ */
+int bh_sender_wake_ms(const struct bh_sender *s);
 /*
  * True when this delivery is running or waiting here already: a job the
  * scheduler re-sent because a slow transfer outlived its lease is skipped.
