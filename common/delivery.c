@@ -222,21 +222,47 @@ static PGresult *insert_events(struct bh_db *db, const struct bh_delivery_input 
 	return res;
 }
 
-/* Index of the row whose first column is id in res, or -1. */
-static int row_of(const PGresult *res, const char *id)
+/*
+ * A lookup of rows by their first column. A batch returns tens of
+ * thousands of ids; scanning the result for each one would be quadratic.
+ */
+struct row_key {
+	const char *id;
+	int row;
+};
+
+struct row_index {
+	struct row_key *keys; /* sorted by id */
+	int n;
+};
+
+static int row_key_cmp(const void *a, const void *b)
 {
-	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
-			return i;
-	return -1;
+	return strcmp(((const struct row_key *)a)->id, ((const struct row_key *)b)->id);
 }
 
-static bool id_in_result(const PGresult *res, const char *id)
+/* Borrows res's strings: free the index before PQclear(res). */
+static void row_index_build(struct row_index *ix, const PGresult *res)
 {
-	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(PQgetvalue(res, i, 0), id) == 0)
-			return true;
-	return false;
+	ix->n = PQntuples(res);
+	ix->keys = bh_xmalloc((size_t)(ix->n ? ix->n : 1) * sizeof(*ix->keys));
+	for (int i = 0; i < ix->n; i++)
+		ix->keys[i] = (struct row_key){PQgetvalue(res, i, 0), i};
+	qsort(ix->keys, (size_t)ix->n, sizeof(*ix->keys), row_key_cmp);
+}
+
+/* The row whose first column is id, or -1. */
+static int row_index_find(const struct row_index *ix, const char *id)
+{
+	struct row_key key = {id, 0};
+	const struct row_key *k = bsearch(&key, ix->keys, (size_t)ix->n, sizeof(*ix->keys), row_key_cmp);
+	return k ? k->row : -1;
+}
+
+static void row_index_free(struct row_index *ix)
+{
+	free(ix->keys);
+	ix->keys = NULL;
 }
 
 int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *in, int n,
@@ -269,8 +295,10 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 	 */
 	fresh = bh_xcalloc((size_t)n, sizeof(bool));
 	int total = 0;
+	struct row_index new_events;
+	row_index_build(&new_events, ins);
 	for (int i = 0; i < n; i++) {
-		if (!id_in_result(ins, in[i].ev->id))
+		if (row_index_find(&new_events, in[i].ev->id) < 0)
 			continue;
 		bool seen = false;
 		for (int j = 0; j < i && !seen; j++)
@@ -279,6 +307,7 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 		if (fresh[i])
 			total += in[i].nsubs;
 	}
+	row_index_free(&new_events);
 	if (total > 0) {
 		created = bh_xcalloc((size_t)total, sizeof(*created));
 		rows = json_array();
@@ -320,13 +349,16 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 		}
 		/* Keep only the rows that were inserted. */
 		int kept = 0;
+		struct row_index inserted;
+		row_index_build(&inserted, res);
 		for (int i = 0; i < ncreated; i++) {
-			int row = row_of(res, created[i].id);
+			int row = row_index_find(&inserted, created[i].id);
 			if (row < 0)
 				continue;
 			created[i].ordered = strcmp(PQgetvalue(res, row, 1), "t") == 0;
 			created[kept++] = created[i];
 		}
+		row_index_free(&inserted);
 		ncreated = kept;
 	}
 	if (bh_db_commit(db) < 0) {
@@ -528,9 +560,15 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	char **status = NULL;
 	json_t *ids = json_array(), *attempts = json_array(), *finals = json_object();
 	json_t *gone = json_array(), *ok = json_array(), *failing = json_array();
+	json_t *seen = json_object(); /* hashed: a flush may carry thousands of ids */
+	struct row_index by_id = {0};
 
-	for (int i = 0; i < n; i++)
-		add_unique(ids, recs[i].delivery_id);
+	for (int i = 0; i < n; i++) {
+		if (json_object_get(seen, recs[i].delivery_id))
+			continue;
+		json_object_set_new(seen, recs[i].delivery_id, json_true());
+		json_array_append_new(ids, json_string(recs[i].delivery_id));
+	}
 	if (bh_db_begin(db) < 0) {
 		snprintf(errbuf, errlen, "database: begin: %s", bh_db_errmsg(db));
 		goto out;
@@ -552,11 +590,12 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	status = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(char *));
 	for (int i = 0; i < rows; i++)
 		status[i] = PQgetvalue(locked, i, 2);
+	row_index_build(&by_id, locked);
 
 	for (int i = 0; i < n; i++) {
 		struct bh_attempt_record *rec = &recs[i];
 		const struct bh_attempt_result *r = &rec->r;
-		int row = row_of(locked, rec->delivery_id);
+		int row = row_index_find(&by_id, rec->delivery_id);
 		if (row < 0) {
 			/* Deleted with its subscription meanwhile: nothing to record. */
 			rec->state = BH_DELIVERY_FAILED;
@@ -702,9 +741,11 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 out:
 	if (rc < 0)
 		bh_db_rollback(db);
+	row_index_free(&by_id);
 	PQclear(locked);
 	free(extra);
 	free(status);
+	json_decref(seen);
 	json_decref(ids);
 	json_decref(attempts);
 	json_decref(finals);
@@ -916,8 +957,11 @@ int bh_delivery_blocked(struct bh_db *db, const char *const *ids, int n, bool *b
 	free(text);
 	if (res == NULL)
 		return -1;
+	struct row_index pending_before;
+	row_index_build(&pending_before, res);
 	for (int i = 0; i < n; i++)
-		blocked[i] = row_of(res, ids[i]) >= 0;
+		blocked[i] = row_index_find(&pending_before, ids[i]) >= 0;
+	row_index_free(&pending_before);
 	PQclear(res);
 	return 0;
 }

@@ -175,7 +175,11 @@ rd_kafka_t *bh_kafka_consumer_new(const struct bh_config *cfg, const char *const
 	    conf_set(conf, "auto.offset.reset", "earliest", errbuf, errlen) < 0 ||
 	    conf_set(conf, "session.timeout.ms", "10000", errbuf, errlen) < 0 ||
 	    conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errlen) < 0 ||
-	    conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf,
+	    /*
+	     * Eager round robin: with librdkafka 2.0's cooperative-sticky over
+	     * two topics, a worker joining an idle one was given no partition.
+	     */
+	    conf_set(conf, "partition.assignment.strategy", "roundrobin", errbuf,
 		     errlen) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;

@@ -23,7 +23,14 @@
 #include "subscription.h"
 #include "util.h"
 
-#define BATCH_MAX 500            /* Kafka messages per database transaction */
+#define BATCH_MAX 200            /* Kafka messages per database transaction */
+/*
+ * Kafka is not read while this many jobs wait in the sender: the backlog
+ * stays in Kafka and PostgreSQL, not in memory, and a waiting job never
+ * outlives its lease. One stuck subscription holds at most a quarter of it
+ * (the sender's per-subscription queue cap), so it cannot stall the rest.
+ */
+#define BACKLOG_MAX 20000
 #define JOB_MAX_BYTES 4096       /* a delivery job is three ids */
 #define RETRY_PAUSE_MS 1000      /* between tries while PostgreSQL is down */
 #define DRAIN_MS 10000           /* bound on finishing transfers at shutdown */
@@ -695,6 +702,10 @@ static void worker_run(struct worker *w)
 		if (wake >= 0 && wake < wait)
 			wait = wake;
 		int n = 0;
+		if (bh_sender_queued(w->sender) >= BACKLOG_MAX) {
+			sender_pass(w, 20);
+			continue;
+		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait);
 		while (m != NULL) {
 			if (m->err) {

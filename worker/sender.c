@@ -20,7 +20,7 @@
  * while one slow receiver can fill only a tenth of it.
  */
 #define QUEUED_MAX 100000
-#define ENDPOINT_QUEUE_MAX 10000
+#define ENDPOINT_QUEUE_MAX 5000
 #define ENDPOINT_BUCKETS 1024
 #define HELD_BUCKETS 8192
 #define RETRY_AFTER_LINE_MAX 128  /* a longer Retry-After header is ignored */
@@ -677,6 +677,11 @@ void bh_sender_run(struct bh_sender *s, int timeout_ms)
 		if (msg->msg == CURLMSG_DONE)
 			finish(s, msg->easy_handle, msg->data.result);
 	}
+}
+
+int bh_sender_queued(const struct bh_sender *s)
+{
+	return s->queued_total;
 }
 
 int bh_sender_in_flight(const struct bh_sender *s)

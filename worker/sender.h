@@ -68,6 +68,8 @@ void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job);
 /* Drives transfers for up to timeout_ms, reporting each finished one. */
 void bh_sender_run(struct bh_sender *s, int timeout_ms);
 int bh_sender_in_flight(const struct bh_sender *s);
+/* Jobs waiting here for a slot or a token, over every subscription. */
+int bh_sender_queued(const struct bh_sender *s);
 /*
  * Milliseconds until a job held back by a rate limit may start (0: now),
  * or -1 when none waits: the caller's poll timeout, so nothing busy-loops.
