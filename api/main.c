@@ -4,6 +4,7 @@
  *   bankhook-api [--config FILE] [--log-format text|json]   serve
  *   bankhook-api [--config FILE] migrate                    apply migrations, exit
  *   bankhook-api [--config FILE] create-topics              create Kafka topics, exit
+ *   bankhook-api routes                                     print the route table, exit
  */
 #include <signal.h>
 #include <stdio.h>
@@ -50,7 +51,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (strcmp(o->log_format, "text") != 0 && strcmp(o->log_format, "json") != 0)
 				return -1;
 		} else if (o->command == NULL &&
-			   (strcmp(argv[i], "migrate") == 0 || strcmp(argv[i], "create-topics") == 0)) {
+			   (strcmp(argv[i], "migrate") == 0 || strcmp(argv[i], "create-topics") == 0 ||
+			    strcmp(argv[i], "routes") == 0)) {
 			o->command = argv[i];
 		} else {
 			return -1;
@@ -167,8 +169,12 @@ int main(int argc, char **argv)
 	bh_log_init("api");
 	if (parse_args(argc, argv, &opt) < 0) {
 		fprintf(stderr, "usage: bankhook-api [--config FILE] [--log-format text|json] "
-				"[migrate|create-topics]\n");
+				"[migrate|create-topics|routes]\n");
 		return 2;
+	}
+	if (opt.command != NULL && strcmp(opt.command, "routes") == 0) {
+		bh_routes_print(stdout);
+		return 0;
 	}
 	if (bh_config_load(&cfg, opt.config_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bankhook-api: %s\n", err);

@@ -39,6 +39,13 @@ static const struct bh_route *const route_tables[] = {
 	bh_routes_acquirer,
 };
 
+void bh_routes_print(FILE *out)
+{
+	for (size_t t = 0; t < sizeof(route_tables) / sizeof(route_tables[0]); t++)
+		for (const struct bh_route *r = route_tables[t]; r->method != NULL; r++)
+			fprintf(out, "%s %s\n", r->method, r->pattern);
+}
+
 /* ---------------------------------------------------------------- metrics */
 
 struct metric {

@@ -10,6 +10,7 @@
 #ifndef BH_API_SERVER_H
 #define BH_API_SERVER_H
 
+#include <stdio.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -110,6 +111,12 @@ extern const struct bh_route bh_routes_banks[];
 extern const struct bh_route bh_routes_obp[];
 extern const struct bh_route bh_routes_banksocket[];
 extern const struct bh_route bh_routes_acquirer[];
+
+/*
+ * Writes every registered route as "METHOD PATTERN", one a line, in match
+ * order: `bankhook-api routes`, which the OpenAPI and isolation tests read.
+ */
+void bh_routes_print(FILE *out);
 
 struct bh_server;
 
