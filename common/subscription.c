@@ -199,6 +199,19 @@ static json_t *col_str_or_null(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
 }
 
+/*
+ * A dialect's own secret in options (the acquirer's AES key) is the
+ * client's, shown back only through that dialect's API, as its contract
+ * says; the native view, which operators read, never carries it.
+ */
+static json_t *redact_options(json_t *options)
+{
+	json_t *security = json_object_get(options, "security");
+	if (json_is_object(security) && json_object_get(security, "key") != NULL)
+		json_object_set_new(security, "key", json_string("[redacted]"));
+	return options;
+}
+
 json_t *bh_sub_row_json(const PGresult *res, int row)
 {
 	json_t *o = json_object();
@@ -213,7 +226,7 @@ json_t *bh_sub_row_json(const PGresult *res, int row)
 				      "account_id", col_str_or_null(res, row, 7)));
 	json_object_set_new(o, "headers", col_json(res, row, 8));
 	json_object_set_new(o, "http_method", json_string(PQgetvalue(res, row, 9)));
-	json_object_set_new(o, "options", col_json(res, row, 10));
+	json_object_set_new(o, "options", redact_options(col_json(res, row, 10)));
 	json_object_set_new(o, "enabled", json_boolean(PQgetvalue(res, row, 11)[0] == 't'));
 	json_object_set_new(o, "disabled_reason", col_str_or_null(res, row, 12));
 	json_object_set_new(o, "created_at", col_time(res, row, 13));

@@ -289,6 +289,9 @@ def test_ins_then_del_one_method_then_del_the_last(stack, acq):
                      headers={"Authorization": f"Bearer {acq.token}"})
     [ep] = r.json()["data"]
     assert (ep["kind"], ep["url"]) == ("acquirer", "http://127.0.0.1:9/y")
+    # ... but not the AES key: that stays in the acquirer dialect's own view
+    assert ep["options"]["security"]["key"] == "[redacted]"
+    assert KEY not in r.text
     # DEL of one method keeps the configuration and its channel
     acq.put(code, ["CARD"], op="DEL", url="http://127.0.0.1:9/ignored")
     [hook] = acq.list()
