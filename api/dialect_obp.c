@@ -15,6 +15,7 @@
  * OBP-API's texts.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -607,6 +608,25 @@ static const char *dl_header(struct bh_request *req)
 	return NULL;
 }
 
+static char *unknown_user_hash_value;
+
+static void make_unknown_user_hash(void)
+{
+	unknown_user_hash_value = bh_password_hash("unknown user");
+}
+
+/*
+ * A hash to verify against when the username does not exist, so that an
+ * unknown username costs the same scrypt run as a wrong password and the
+ * answer's timing does not tell which usernames exist.
+ */
+static const char *unknown_user_hash(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, make_unknown_user_hash);
+	return unknown_user_hash_value;
+}
+
 /*
  * POST /my/logins/direct: a user created with a password gets a new
  * bankhook token (stored hashed, like POST /v1/tokens). consumer_key must
@@ -644,8 +664,9 @@ static void direct_login(struct bh_request *req)
 		bh_api_reply_db_error(req, "look up user");
 		goto out;
 	}
-	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1) ||
-	    bh_password_verify(p.password, PQgetvalue(res, 0, 1)) < 0) {
+	bool known = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1);
+	const char *stored = known ? PQgetvalue(res, 0, 1) : unknown_user_hash();
+	if (bh_password_verify(p.password, stored) < 0 || !known) {
 		bh_warn("DirectLogin refused for username \"%.100s\"", p.username);
 		bh_api_reply_obp(req, 401, MSG_BAD_LOGIN);
 		goto out;
