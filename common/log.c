@@ -61,9 +61,7 @@ static json_t *json_text(const char *s)
 	if (v != NULL)
 		return v;
 	char *copy = bh_xstrdup(s);
-	for (unsigned char *p = (unsigned char *)copy; *p; p++)
-		if (*p >= 0x80)
-			*p = '?';
+	bh_utf8_fix(copy);
 	v = json_string(copy);
 	free(copy);
 	return v;
