@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "server.h"
@@ -53,14 +54,20 @@ static void openapi(struct bh_request *req)
 		bh_api_reply_error(req, 404, "not_found", "no API description is installed");
 		return;
 	}
-	/* One byte over the cap tells a truncated read from a complete one. */
-	static const size_t cap = OPENAPI_MAX_BYTES;
-	char *text = bh_xmalloc(cap + 1);
-	size_t n = fread(text, 1, cap + 1, f);
-	bool bad = ferror(f) || n > cap;
+	/* Sized by the file, capped; one byte more tells whether it grew meanwhile. */
+	struct stat st;
+	char *text = NULL;
+	size_t n = 0;
+	bool bad = fstat(fileno(f), &st) < 0 || st.st_size > OPENAPI_MAX_BYTES;
+	if (!bad) {
+		text = bh_xmalloc((size_t)st.st_size + 1);
+		n = fread(text, 1, (size_t)st.st_size + 1, f);
+		bad = ferror(f) || n > (size_t)st.st_size;
+	}
 	fclose(f);
 	if (bad) {
-		bh_error("GET /openapi.yaml: %s is unreadable or over %zu bytes", path, cap);
+		bh_error("GET /openapi.yaml: %s is unreadable or over %d bytes", path,
+			 OPENAPI_MAX_BYTES);
 		bh_api_reply_error(req, 500, "internal", "the API description cannot be read");
 	} else {
 		bh_api_reply_text(req, 200, "application/yaml", text, n);

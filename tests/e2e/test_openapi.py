@@ -9,7 +9,7 @@ import subprocess
 import requests
 import yaml
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, free_ports
 
 DOC = REPO / "docs" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -80,3 +80,21 @@ def test_api_serves_the_document(stack):
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("application/yaml")
     assert r.content == DOC.read_bytes()
+
+
+def test_api_without_the_document_answers_404_and_keeps_serving(stack):
+    """api.openapi_path names a file that is not there: 404 with the
+    native error, and the rest of the api works."""
+    port = free_ports(1)[0]
+    stack.ports["api_nodoc_http"] = port
+    stack.start("api_nodoc", binary="api",
+                env={"BANKHOOK_API_PORT": str(port),
+                     "BANKHOOK_API_OPENAPI_PATH": "/nonexistent/openapi.yaml"})
+    try:
+        stack.wait_ready("api_nodoc")
+        r = requests.get(f"http://127.0.0.1:{port}/openapi.yaml", timeout=10)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "not_found"
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        assert stack.stop("api_nodoc") == 0
