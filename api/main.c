@@ -5,6 +5,7 @@
  *   bankhook-api [--config FILE] migrate                    apply migrations, exit
  *   bankhook-api [--config FILE] create-topics              create Kafka topics, exit
  *   bankhook-api routes                                     print the route table, exit
+ *   bankhook-api config-keys                                print the configuration keys, exit
  */
 #include <signal.h>
 #include <stdio.h>
@@ -52,13 +53,20 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 		} else if (o->command == NULL &&
 			   (strcmp(argv[i], "migrate") == 0 || strcmp(argv[i], "create-topics") == 0 ||
-			    strcmp(argv[i], "routes") == 0)) {
+			    strcmp(argv[i], "routes") == 0 || strcmp(argv[i], "config-keys") == 0)) {
 			o->command = argv[i];
 		} else {
 			return -1;
 		}
 	}
 	return 0;
+}
+
+/* One "section key type default" line (tab-separated) per key: for docs and tests. */
+static void print_key(const char *section, const char *key, const char *type,
+		      const char *default_value, void *arg)
+{
+	fprintf((FILE *)arg, "%s\t%s\t%s\t%s\n", section, key, type, default_value);
 }
 
 static int run_migrate(const struct bh_config *cfg)
@@ -169,11 +177,15 @@ int main(int argc, char **argv)
 	bh_log_init("api");
 	if (parse_args(argc, argv, &opt) < 0) {
 		fprintf(stderr, "usage: bankhook-api [--config FILE] [--log-format text|json] "
-				"[migrate|create-topics|routes]\n");
+				"[migrate|create-topics|routes|config-keys]\n");
 		return 2;
 	}
 	if (opt.command != NULL && strcmp(opt.command, "routes") == 0) {
 		bh_routes_print(stdout);
+		return 0;
+	}
+	if (opt.command != NULL && strcmp(opt.command, "config-keys") == 0) {
+		bh_config_each_key(print_key, stdout);
 		return 0;
 	}
 	if (bh_config_load(&cfg, opt.config_path, err, sizeof(err)) < 0) {

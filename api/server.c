@@ -148,6 +148,8 @@ void bh_api_reply_error(struct bh_request *req, unsigned int status, const char 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages quote input, maybe cut mid-character: JSON needs UTF-8. */
+	bh_utf8_fix(msg);
 	if (req->obp) {
 		reply_error_obp(req, status, msg);
 		return;
@@ -167,6 +169,7 @@ void bh_api_reply_obp(struct bh_request *req, unsigned int status, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	bh_utf8_fix(msg);
 	bh_api_reply_json(req, status, json_pack("{s:i,s:s}", "code", (int)status, "message", msg));
 }
 

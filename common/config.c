@@ -33,6 +33,7 @@ static const struct conf_key conf_keys[] = {
 	INT("api", "body_limit", api_body_limit, "1048576", 1024, 64 * 1024 * 1024),
 	STR("api", "admin_token", api_admin_token, ""),
 	BOOL("api", "test_endpoints", api_test_endpoints, "false"),
+	STR("api", "openapi_path", api_openapi_path, "docs/openapi.yaml"),
 	STR("database", "url", db_url, "postgresql://postgres@127.0.0.1:55432/bankhook"),
 	STR("database", "migrations_dir", db_migrations_dir, "deploy/migrations"),
 	INT("database", "pool_size", db_pool_size, "8", 1, 256),

@@ -22,6 +22,7 @@ struct bh_config {
 	int api_body_limit;
 	char *api_admin_token;
 	bool api_test_endpoints; /* test-only routes (clock ticks); never in production */
+	char *api_openapi_path;  /* served at GET /openapi.yaml; relative to the working dir */
 	/* database */
 	char *db_url;
 	char *db_migrations_dir;

@@ -236,6 +236,80 @@ long long bh_kafka_consumer_lag(rd_kafka_t *rk)
 	return lag;
 }
 
+/*
+ * Grows each of the n topics that has fewer than `want` partitions: more
+ * workers can then share it. Keys map to other partitions afterwards, so
+ * it is logged; queued messages are still consumed. 0 or -1.
+ */
+static int grow_partitions(rd_kafka_t *rk, const char *const *names, int n, int want,
+			   char *errbuf, size_t errlen)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+	if (err) {
+		snprintf(errbuf, errlen, "kafka: metadata: %s", rd_kafka_err2str(err));
+		return -1;
+	}
+	rd_kafka_NewPartitions_t *grow[4];
+	int ngrow = 0;
+	for (int i = 0; i < n && ngrow < 4; i++)
+		for (int t = 0; t < md->topic_cnt; t++) {
+			const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+			if (strcmp(mt->topic, names[i]) != 0 || mt->err || mt->partition_cnt >= want)
+				continue;
+			bh_info("topic %s: growing from %d to %d partitions", mt->topic,
+				mt->partition_cnt, want);
+			grow[ngrow] = rd_kafka_NewPartitions_new(mt->topic, (size_t)want, errbuf,
+								 errlen);
+			if (grow[ngrow] == NULL) {
+				for (int j = 0; j < ngrow; j++)
+					rd_kafka_NewPartitions_destroy(grow[j]);
+				rd_kafka_metadata_destroy(md);
+				return -1;
+			}
+			ngrow++;
+		}
+	rd_kafka_metadata_destroy(md);
+	if (ngrow == 0)
+		return 0;
+	int rc = -1;
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_CreatePartitions(rk, grow, (size_t)ngrow, NULL, q);
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+	const rd_kafka_CreatePartitions_result_t *res =
+		ev ? rd_kafka_event_CreatePartitions_result(ev) : NULL;
+	if (res == NULL) {
+		snprintf(errbuf, errlen, "kafka: grow partitions: %s",
+			 ev ? rd_kafka_event_error_string(ev) : "timed out");
+		goto out;
+	}
+	size_t nres;
+	const rd_kafka_topic_result_t **results = rd_kafka_CreatePartitions_result_topics(res, &nres);
+	rc = 0;
+	for (size_t i = 0; i < nres; i++) {
+		rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(results[i]);
+		/* Metadata can lag a grow that just happened: it has them already. */
+		if (terr == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS) {
+			bh_info("topic %s: %s", rd_kafka_topic_result_name(results[i]),
+				rd_kafka_topic_result_error_string(results[i]));
+			continue;
+		}
+		if (terr) {
+			snprintf(errbuf, errlen, "kafka: grow partitions of %s: %s",
+				 rd_kafka_topic_result_name(results[i]),
+				 rd_kafka_topic_result_error_string(results[i]));
+			rc = -1;
+		}
+	}
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	for (int j = 0; j < ngrow; j++)
+		rd_kafka_NewPartitions_destroy(grow[j]);
+	return rc;
+}
+
 int bh_kafka_create_topics(const struct bh_config *cfg, char *errbuf, size_t errlen)
 {
 	const char *names[] = {cfg->topic_events, cfg->topic_deliveries, cfg->topic_refresh,
@@ -284,6 +358,9 @@ int bh_kafka_create_topics(const struct bh_config *cfg, char *errbuf, size_t err
 			rc = -1;
 		}
 	}
+	/* Existing topics keep their count unless asked for more. */
+	if (rc == 0)
+		rc = grow_partitions(rk, names, 4, cfg->kafka_partitions, errbuf, errlen);
 out:
 	if (ev)
 		rd_kafka_event_destroy(ev);

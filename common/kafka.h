@@ -48,7 +48,11 @@ int bh_kafka_consumer_store(rd_kafka_t *rk, const rd_kafka_message_t *msg);
 /* Total lag (high watermark - position) over assigned partitions, or -1. */
 long long bh_kafka_consumer_lag(rd_kafka_t *rk);
 
-/* Creates the topics named in the configuration if missing. 0 or -1. */
+/*
+ * Creates the topics named in the configuration if missing, and grows any
+ * with fewer than kafka.partitions partitions to that many (partitions
+ * never shrink). 0 or -1.
+ */
 int bh_kafka_create_topics(const struct bh_config *cfg, char *errbuf, size_t errlen) BH_MUSTCHECK;
 
 #endif

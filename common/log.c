@@ -50,6 +50,23 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/*
+ * A JSON string of s. Messages quote outside input (a URL, a receiver's
+ * error), which need not be UTF-8; jansson refuses such a string, and the
+ * line would lose its message, so bytes that do not decode become '?'.
+ */
+static json_t *json_text(const char *s)
+{
+	json_t *v = json_string(s);
+	if (v != NULL)
+		return v;
+	char *copy = bh_xstrdup(s);
+	bh_utf8_fix(copy);
+	v = json_string(copy);
+	free(copy);
+	return v;
+}
+
 void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const char *file,
 		  int line, const char *fmt, ...)
 {
@@ -65,7 +82,12 @@ void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const c
 	char when[32];
 	bh_format_time(bh_now_ms(), when);
 
-	static const char *const ctx_keys[] = {"delivery", "subscription", "event", "task"};
+	/*
+	 * Named as the API names them (a subscription is an endpoint there),
+	 * so a JSON log line joins with GET /v1/deliveries output.
+	 */
+	static const char *const json_keys[] = {"delivery_id", "endpoint_id", "event_id", "task_id"};
+	static const char *const text_keys[] = {"delivery", "subscription", "event", "task"};
 	const char *ctx_vals[4] = {NULL, NULL, NULL, NULL};
 	if (ctx) {
 		ctx_vals[0] = ctx->delivery;
@@ -76,13 +98,13 @@ void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const c
 
 	pthread_mutex_lock(&log_lock);
 	if (log_json) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "process",
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "time", when, "process",
 				      log_process, "level", level_names[level], "src",
-				      base_name(file), "msg", msg);
-		json_object_set_new(o, "line", json_integer(line));
+				      base_name(file), "line", (json_int_t)line);
+		json_object_set_new(o, "msg", json_text(msg));
 		for (int i = 0; i < 4; i++)
 			if (ctx_vals[i])
-				json_object_set_new(o, ctx_keys[i], json_string(ctx_vals[i]));
+				json_object_set_new(o, json_keys[i], json_text(ctx_vals[i]));
 		char *s = json_dumps(o, JSON_COMPACT);
 		fprintf(stderr, "%s\n", s ? s : "{}");
 		free(s);
@@ -92,7 +114,11 @@ void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const c
 			base_name(file), line);
 		for (int i = 0; i < 4; i++)
 			if (ctx_vals[i])
-				fprintf(stderr, "%s=%s ", ctx_keys[i], ctx_vals[i]);
+				fprintf(stderr, "%s=%s ", text_keys[i], ctx_vals[i]);
+		/* One event, one line: a quoted CR or LF must not start a forged one. */
+		for (char *p = msg; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
 		fprintf(stderr, "%s\n", msg);
 	}
 	fflush(stderr);

@@ -1,8 +1,10 @@
 /*
  * Logging: one line per event of note, to stderr, with process, level and
  * file:line. Text for people, or one JSON object per line for machines
- * (--log-format json). The _ctx variants prefix delivery / subscription /
- * event / task ids so a line can be followed through the system.
+ * (--log-format json). The _ctx variants add delivery / subscription /
+ * event / task ids so a line can be followed through the system: as
+ * "delivery=... subscription=..." in text, and as the members delivery_id,
+ * endpoint_id (the subscription), event_id and task_id in JSON.
  */
 #ifndef BH_COMMON_LOG_H
 #define BH_COMMON_LOG_H

@@ -64,4 +64,12 @@ void bh_format_time(int64_t ms, char out[32]);
 /* Parses RFC 3339 (Z or +hh:mm offset, optional fraction) to ms; 0 or -1. */
 int bh_parse_time(const char *s, int64_t *ms) BH_MUSTCHECK;
 
+/*
+ * Makes s valid UTF-8 in place: every byte that does not start a complete,
+ * well-formed sequence (a stray byte, a sequence cut by a "%.40s", an
+ * overlong form, a surrogate) becomes '?'. Text quoting request input goes
+ * through it before it reaches a JSON string, which must be UTF-8.
+ */
+void bh_utf8_fix(char *s);
+
 #endif

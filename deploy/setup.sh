@@ -20,10 +20,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest, requests, cryptography' 2>/dev/null; then
-    echo "setup: installing pytest, requests and cryptography"
-    python3 -m pip install -q pytest requests cryptography 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages pytest requests cryptography
+if ! python3 -c 'import pytest, requests, cryptography, yaml' 2>/dev/null; then
+    echo "setup: installing pytest, requests, cryptography and PyYAML"
+    python3 -m pip install -q pytest requests cryptography pyyaml 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages pytest requests cryptography pyyaml
+fi
+
+# Schemathesis fuzzes the api against docs/openapi.yaml (tests/e2e/test_schemathesis.py).
+# Pinned: its CLI options and checks change between releases; 4.x runs on Python 3.9+.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" \
+        != "$SCHEMATHESIS_VERSION" ]; then
+    echo "setup: installing schemathesis $SCHEMATHESIS_VERSION"
+    python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 libs=.run/kafka-libs

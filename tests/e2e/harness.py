@@ -36,6 +36,16 @@ PROCS = ("api", "worker", "scheduler")
 ADMIN_TOKEN = "bh_admin_" + uuid.uuid4().hex
 TOPIC_EVENTS = "bankhook.events"
 TOPIC_DLQ = "bankhook.events.dlq"
+# How each program is started, by the verb of deploy/entrypoint.sh (the
+# image's entry point): the containers run exactly these commands, and
+# test_static.py checks the two agree.
+COMMANDS = {
+    "api": ["bankhook-api"],
+    "scheduler": ["bankhook-scheduler"],
+    "worker": ["bankhook-worker"],
+    "migrate": ["bankhook-api", "migrate"],
+    "create-topics": ["bankhook-api", "create-topics"],
+}
 PORT_NAMES = ("pg", "kafka", "kafka_controller", "api", "worker_http", "scheduler_http")
 
 # The e2e configuration: attempts 1 s apart, a dead worker's deliveries
@@ -226,10 +236,10 @@ class Stack:
               env: dict[str, str] | None = None) -> None:
         """Starts bin/bankhook-<binary or name> as process `name`, its
         output appended to logs/<name>.log; env adds to the stack's."""
-        binary_path = BIN / f"bankhook-{binary or name}"
+        argv = COMMANDS[binary or name]
         log = open(self.log_dir / f"{name}.log", "ab")
         # Own session: a Ctrl-C of pytest reaches us, and we stop them in order.
-        self.procs[name] = subprocess.Popen([str(binary_path)], cwd=REPO,
+        self.procs[name] = subprocess.Popen([str(BIN / argv[0])] + argv[1:], cwd=REPO,
                                             env=dict(self.env, **(env or {})),
                                             stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -419,8 +429,9 @@ def new_stack(prefix: str, overrides: dict[str, str] | None = None) -> Stack:
 def start_stack(st: Stack, procs: tuple[str, ...] = PROCS) -> None:
     """PostgreSQL and Kafka, the schema and topics, then `procs`, ready."""
     st.infra("infra-up")
-    st.run_cmd([str(BIN / "bankhook-api"), "migrate"], "migrate.log")
-    st.run_cmd([str(BIN / "bankhook-api"), "create-topics"], "create-topics.log")
+    for verb in ("migrate", "create-topics"):
+        argv = COMMANDS[verb]
+        st.run_cmd([str(BIN / argv[0])] + argv[1:], f"{verb}.log")
     for name in procs:
         st.start(name)
     for name in procs:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import BIN, REPO
+from harness import COMMANDS, PORT_NAMES, stack_env
 from webhooks import sign
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -22,18 +26,63 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+BANKHOOK_SERVICES = ("migrate", "create-topics", "api", "scheduler", "worker")
+ENTRYPOINT = REPO / "deploy" / "entrypoint.sh"
+
+
+def config_keys() -> dict[str, tuple[str, str]]:
+    """BANKHOOK_<SECTION>_<KEY> -> (type, default), from the binary's table."""
+    out = subprocess.run([str(BIN / "bankhook-api"), "config-keys"], capture_output=True,
+                         text=True, check=True).stdout
+    keys = {}
+    for line in out.splitlines():
+        section, key, type_, default = line.split("\t")
+        keys[f"BANKHOOK_{section.upper()}_{key.upper()}"] = (type_, default)
+    assert len(keys) > 20, out
+    return keys
+
+
+def entrypoint_command(verb: str) -> list[str]:
+    """The command deploy/entrypoint.sh would exec for a verb."""
+    r = subprocess.run(["sh", str(ENTRYPOINT), verb], capture_output=True, text=True,
+                       check=True, env={"PATH": os.environ["PATH"],
+                                        "BH_ENTRYPOINT_DRY_RUN": "1"})
+    return r.stdout.split()
+
+
 def test_compose_has_every_service(compose):
-    assert set(compose["services"]) >= {"postgres", "kafka", "init", "api", "scheduler",
-                                        "worker"}
+    assert set(compose["services"]) >= {"postgres", "kafka", *BANKHOOK_SERVICES}
 
 
-def test_compose_pins_postgres_15_and_kafka_kraft(compose):
+def test_compose_config_accepts_the_file():
+    """`docker compose config` validates against the Compose schema where a
+    client is installed; without one the YAML checks below stand alone."""
+    if shutil.which("docker") is None or subprocess.run(
+            ["docker", "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no docker compose client here; the YAML checks stand alone")
+    r = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, BANKHOOK_API_ADMIN_TOKEN="bh_admin_" + "0" * 32))
+    assert r.returncode == 0, r.stderr
+
+
+def test_compose_pins_postgres_15_and_kafka_kraft_of_the_local_version(compose):
     s = compose["services"]
     assert s["postgres"]["image"].startswith("postgres:15")
-    assert s["kafka"]["image"] == "apache/kafka:3.9.1"
+    pom = (REPO / "deploy" / "kafka" / "pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    assert s["kafka"]["image"] == f"apache/kafka:{version}"
     env = s["kafka"]["environment"]
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert "zookeeper" not in s
+
+
+def test_compose_postgres_and_kafka_keep_their_data_in_volumes(compose):
+    for name, path in (("postgres", "/var/lib/postgresql/data"),
+                       ("kafka", "/var/lib/kafka/data")):
+        vols = compose["services"][name]["volumes"]
+        named = [v.split(":")[0] for v in vols if v.split(":")[1] == path]
+        assert named and named[0] in compose["volumes"], (name, vols)
 
 
 @pytest.mark.parametrize("name", ["postgres", "kafka", "api", "scheduler", "worker"])
@@ -52,25 +101,76 @@ def test_compose_worker_is_scalable(compose):
     w = compose["services"]["worker"]
     assert "container_name" not in w
     assert "ports" not in w
+    assert "replicas" in w["deploy"]
+    # No other service may pin a name either: `--scale` copies need their own.
+    assert not [n for n, s in compose["services"].items() if "container_name" in s]
 
 
-def test_compose_init_runs_migrations_and_topics_before_the_rest(compose):
+def test_compose_topics_have_partitions_for_several_workers(compose):
+    env = compose["services"]["create-topics"]["environment"]
+    value = env["BANKHOOK_KAFKA_PARTITIONS"]
+    default = int(re.fullmatch(r"\$\{BANKHOOK_KAFKA_PARTITIONS:-(\d+)\}", value).group(1))
+    assert default >= 8, "fewer partitions than workers one would scale to"
+
+
+def test_compose_one_shots_run_before_the_rest(compose):
     s = compose["services"]
-    cmd = " ".join(s["init"]["command"])
-    assert "migrate" in cmd and "create-topics" in cmd
-    assert s["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert s["init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert s["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert s["create-topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in ("migrate", "create-topics"):
+        assert s[name].get("restart") == "no", name
     for name in ("api", "scheduler", "worker"):
-        dep = s[name]["depends_on"]["init"]["condition"]
-        assert dep == "service_completed_successfully", name
+        for dep in ("migrate", "create-topics"):
+            cond = s[name]["depends_on"][dep]["condition"]
+            assert cond == "service_completed_successfully", (name, dep)
 
 
-def test_compose_points_bankhook_at_the_containers(compose):
-    for name in ("init", "api", "scheduler", "worker"):
-        env = compose["services"][name]["environment"]
-        assert "@postgres:5432/" in env["BANKHOOK_DATABASE_URL"], name
-        assert env["BANKHOOK_KAFKA_BROKERS"] == "kafka:9092", name
-        assert all(k.startswith("BANKHOOK_") for k in env), name
+@pytest.mark.parametrize("name", BANKHOOK_SERVICES)
+def test_compose_runs_what_the_harness_runs(compose, name):
+    """Each container's command is an entry-point verb that execs the very
+    command the e2e harness starts natively, which the binary accepts."""
+    svc = compose["services"][name]
+    assert svc["command"] == [name]
+    argv = entrypoint_command(name)
+    assert argv == COMMANDS[name], (argv, COMMANDS[name])
+    if len(argv) > 1:  # a sub-command: the binary's usage must list it
+        usage = subprocess.run([str(BIN / argv[0]), "--no-such-option"], capture_output=True,
+                               text=True).stderr
+        assert re.search(rf"[\[|]{re.escape(argv[1])}[|\]]", usage), usage
+
+
+def test_entrypoint_passes_other_commands_through():
+    assert entrypoint_command("sh") == ["sh"]
+    r = subprocess.run(["sh", str(ENTRYPOINT)], capture_output=True, text=True,
+                       env={"PATH": os.environ["PATH"], "BH_ENTRYPOINT_DRY_RUN": "1"})
+    assert r.stdout.split() == COMMANDS["api"], "no argument serves the api"
+
+
+@pytest.mark.parametrize("name", BANKHOOK_SERVICES)
+def test_compose_environment_is_the_harness_environment(compose, name):
+    """Configuration through BANKHOOK_* variables only: every one a key of
+    the configuration table, and every key the harness sets natively set
+    in the container too (pointing at the containers)."""
+    env = compose["services"][name]["environment"]
+    keys = config_keys()
+    assert all(k in keys for k in env), sorted(set(env) - set(keys))
+    native = stack_env(Path("/tmp/x"), dict.fromkeys(PORT_NAMES, 1))
+    harness_keys = {k for k in native if k.startswith("BANKHOOK_")}
+    assert harness_keys <= set(env), sorted(harness_keys - set(env))
+    assert "@postgres:5432/" in env["BANKHOOK_DATABASE_URL"], name
+    assert env["BANKHOOK_KAFKA_BROKERS"] == "kafka:9092", name
+    assert env["BANKHOOK_API_HOST"] == "0.0.0.0"
+
+
+def test_compose_bakes_no_secret(compose):
+    """The admin token must come from the operator's environment, and the
+    image build copies no configuration file that could hold one."""
+    env = compose["services"]["api"]["environment"]
+    assert re.fullmatch(r"\$\{BANKHOOK_API_ADMIN_TOKEN:\?[^}]+\}",
+                        env["BANKHOOK_API_ADMIN_TOKEN"])
+    text = DOCKERFILE.read_text()
+    assert "bankhook.yaml" not in re.sub(r"(?m)^#.*$", "", text)
+    assert not re.search(r"(?mi)^\s*(ENV|ARG)\s+\S*(TOKEN|SECRET|PASSWORD)", text)
 
 
 def test_dockerfile_is_multi_stage_bookworm():
@@ -82,7 +182,27 @@ def test_dockerfile_is_multi_stage_bookworm():
     runtime = text.rsplit("FROM", 1)[1]
     assert "-dev " not in runtime, "no -dev packages in the runtime image"
     assert "COPY --from=build" in runtime
-    assert "USER" in runtime, "the runtime image does not run as root"
+    user = re.search(r"^USER\s+(\S+)", runtime, re.M)
+    assert user and not user.group(1).startswith(("root", "0")), "runs as root"
+
+
+def test_dockerfile_ships_what_the_programs_read_at_run_time():
+    """The three binaries, the entry point, the migrations and the OpenAPI
+    document at the default (relative) paths of the configuration."""
+    runtime = DOCKERFILE.read_text().rsplit("FROM", 1)[1]
+    for what in ("bankhook-api", "bankhook-scheduler", "bankhook-worker"):
+        assert f"/src/bin/{what}" in runtime, what
+    keys = config_keys()
+    assert re.search(r"^WORKDIR\s+/opt/bankhook", runtime, re.M)
+    for key in ("BANKHOOK_DATABASE_MIGRATIONS_DIR", "BANKHOOK_API_OPENAPI_PATH"):
+        rel = keys[key][1]
+        assert re.search(rf"^COPY\s+{re.escape(rel)}/?\s+{re.escape(rel)}/?$", runtime,
+                         re.M), (key, rel)
+    assert re.search(r'^ENTRYPOINT\s+\["bankhook-entrypoint"\]', runtime, re.M)
+    assert "deploy/entrypoint.sh /usr/local/bin/bankhook-entrypoint" in runtime
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for needed in ("docs", "deploy", "common", "api", "worker", "scheduler", "Makefile"):
+        assert needed not in ignored, needed
 
 
 def test_ci_entry_point_is_executable_bash():

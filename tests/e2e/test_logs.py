@@ -1,0 +1,79 @@
+"""--log-format json (PRODUCT.md section 8): every line every process
+writes is one JSON object with time, process, level and msg, and the lines
+about a delivery carry its ids (delivery_id, endpoint_id, event_id) as
+members, so one delivery can be followed from the api to the worker.
+
+A private stack (module scope) configured the way docker-compose.yml runs
+it: BANKHOOK_LOG_FORMAT=json."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from harness import TEST_OVERRIDES, make_event, new_stack, start_stack, stop_stack, wait_until
+
+LOGS = ("migrate", "create-topics", "api", "worker", "scheduler")
+
+
+@pytest.fixture(scope="module")
+def jstack():
+    st = new_stack("bh-logs-", dict(TEST_OVERRIDES, BANKHOOK_LOG_FORMAT="json"))
+    failure: list[str] = []
+    try:
+        start_stack(st)
+        yield st
+    finally:
+        keep = bool(os.environ.get("BH_KEEP_RUN"))
+        failure = stop_stack(st, keep=keep)
+        if failure or keep:
+            print(f"\nlog-test run directory kept: {st.run_dir}")
+    if failure:
+        pytest.fail("log-test stack teardown: " + "\n".join(failure), pytrace=False)
+
+
+def json_lines(path) -> list[dict]:
+    out = []
+    for n, line in enumerate(path.read_text(errors="strict").splitlines(), 1):
+        try:
+            o = json.loads(line)
+        except ValueError:
+            pytest.fail(f"{path.name}:{n}: not JSON: {line[:300]}")
+        assert isinstance(o, dict), f"{path.name}:{n}: not an object: {line[:300]}"
+        for key in ("time", "process", "level", "msg"):
+            assert isinstance(o.get(key), str), f"{path.name}:{n}: no {key}: {line[:300]}"
+        assert o["level"] in ("debug", "info", "warn", "error"), line
+        out.append(o)
+    return out
+
+
+def test_json_logs_carry_the_ids_of_a_delivery(jstack, receiver):
+    admin = jstack.api()
+    bank = f"bank-{uuid.uuid4().hex[:12]}"
+    ep = admin.create_endpoint(receiver.url("/logs"), filter={"bank_id": bank})
+    ev_id = f"log-{uuid.uuid4().hex}"
+    admin.expect("POST", "/v1/events", 202,
+                 json=make_event(bank, str(uuid.uuid4()), event_id=ev_id))
+    d = wait_until(lambda: [d for d in admin.deliveries(endpoint_id=ep["id"])
+                            if d["status"] == "succeeded"], 60, "the delivery")[0]
+    assert d["event_id"] == ev_id
+
+    def lines(name):
+        return json_lines(jstack.log_dir / f"{name}.log")
+
+    # The api logged the endpoint's creation and the event's acceptance.
+    api = lines("api")
+    assert any(o.get("endpoint_id") == ep["id"] for o in api), "no api line names the endpoint"
+    assert any(o.get("event_id") == ev_id for o in api), "no api line names the event"
+    assert {o["process"] for o in api} == {"api"}
+    # The worker logged the attempt with all three ids as members.
+    worker = wait_until(lambda: [o for o in lines("worker") if o.get("delivery_id") == d["id"]],
+                        30, "a worker line with the delivery id")
+    assert any(o.get("endpoint_id") == ep["id"] and o.get("event_id") == ev_id
+               for o in worker), worker
+    # Every line of every process, and of the one-shot commands, is JSON.
+    for name in LOGS:
+        assert lines(name), f"{name}.log is empty"
