@@ -289,6 +289,12 @@ static bool retention_pass(struct scheduler *s)
 			else
 				atomic_fetch_add(&s->m.purged_events, n);
 			events_left = n == RETENTION_EVENTS_BATCH;
+			/* Refresh tasks follow the events' retention (their notifications go with those). */
+			long long t = bh_psd2_purge_tasks(s->db, s->cfg.retention_events_days,
+							  RETENTION_EVENTS_BATCH);
+			if (t < 0)
+				bh_warn("retention: refresh tasks: %s", bh_db_errmsg(s->db));
+			events_left = events_left || t == RETENTION_EVENTS_BATCH;
 		}
 	}
 	return attempts_left || events_left;

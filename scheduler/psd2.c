@@ -187,6 +187,23 @@ int bh_psd2_flush_transactions(struct bh_db *db, const struct bh_config *cfg)
 
 /* ---- refresh tasks ------------------------------------------------------- */
 
+long long bh_psd2_purge_tasks(struct bh_db *db, int days, int batch)
+{
+	char d[16], b[16];
+	snprintf(d, sizeof(d), "%d", days);
+	snprintf(b, sizeof(b), "%d", batch);
+	PGresult *res = bh_db_query(db,
+				    "DELETE FROM psd2_tasks WHERE id IN (SELECT id FROM psd2_tasks"
+				    " WHERE status = 'COMPLETED' AND finished_at < now() -"
+				    " make_interval(days => $1::int) LIMIT $2::int)",
+				    2, (const char *[]){d, b});
+	if (res == NULL)
+		return -1;
+	long long n = atoll(PQcmdTuples(res));
+	PQclear(res);
+	return n;
+}
+
 struct bh_psd2_refresh {
 	const struct bh_config *cfg;
 	const atomic_int *leader;

@@ -33,6 +33,12 @@ int bh_psd2_activate_due(struct bh_db *db, int64_t now_ms);
  */
 int bh_psd2_flush_transactions(struct bh_db *db, const struct bh_config *cfg);
 
+/*
+ * Retention: deletes at most `batch` COMPLETED refresh tasks finished more
+ * than `days` days ago (their bank parts go with them). How many, or -1.
+ */
+long long bh_psd2_purge_tasks(struct bh_db *db, int days, int batch);
+
 struct bh_psd2_refresh;
 
 /* Counters for /metrics, updated by the refresh thread. */

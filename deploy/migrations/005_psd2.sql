@@ -78,6 +78,8 @@ CREATE TABLE psd2_tasks (
 );
 CREATE UNIQUE INDEX psd2_tasks_unfinished ON psd2_tasks (consent_id) WHERE status <> 'COMPLETED';
 CREATE INDEX psd2_tasks_queued ON psd2_tasks (created_at) WHERE status = 'QUEUED';
+-- Retention (scheduler): completed tasks by age.
+CREATE INDEX psd2_tasks_finished ON psd2_tasks (finished_at) WHERE status = 'COMPLETED';
 
 -- One bank's part of a task. PENDING waits for next_at; RUNNING is leased
 -- until next_at (a scheduler that died mid-call is replaced once it

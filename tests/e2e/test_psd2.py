@@ -293,6 +293,22 @@ def test_tick_is_refused_without_the_test_clock(stack, admin, receiver):
     assert api.expect("GET", "/tpp/v1/webhook-settings", 200) == body
 
 
+def test_scheduler_catches_up_on_an_hour_it_missed(stack, admin, receiver):
+    """A pending change whose hour passed while no scheduler ran (moved into
+    the past here) is applied by the running leader on its own."""
+    client_id, api = tpp(stack, admin)
+    url = receiver.url("/caught-up")
+    body = api.expect("PUT", "/tpp/v1/webhook-settings", 200,
+                      json={"enabled": True, "endpoint": url, "securityHeader": "k=1"})
+    assert body["pending"] and not body["enabled"]
+    stack.sql("UPDATE psd2_settings SET pending_from = now() - interval '3 hours'"
+              f" WHERE client_id = '{client_id}'")
+    now = wait_until(lambda: (lambda s: s if s["enabled"] else None)(
+        api.expect("GET", "/tpp/v1/webhook-settings", 200)), 30, "applied by the leader")
+    assert now["endpoint"] == url and now["securityHeader"] == "k=1" and now["pending"] is None
+    assert stack.metrics("scheduler")["bankhook_psd2_activations_total"] >= 1
+
+
 # ------------------------------------------------------------ done means 3
 
 
@@ -359,6 +375,9 @@ def test_refresh_two_banks_then_kill_the_scheduler_mid_refresh(stack, admin, rec
     stranger.expect("PUT", "/tpp/v1/refresh", 404, headers={"Consent-ID": cid})
     stranger.expect("GET", f"/tpp/v1/refresh/{t1}", 404)
 
+    # The request went through bankhook.refresh.
+    assert any(json.loads(m["payload"]) == {"taskId": t1, "consentId": cid}
+               for m in stack.consume("bankhook.refresh"))
     done = wait_until(lambda: completed(api, t1), 90, "first task completed")
     banks = {b["bankCode"]: b for b in done["banks"]}
     assert set(banks) == {h_code, f_code}, done  # the bank itself is not refreshed
@@ -368,6 +387,9 @@ def test_refresh_two_banks_then_kill_the_scheduler_mid_refresh(stack, admin, rec
     assert banks[f_code]["status"] == "FAILED" and banks[f_code]["error"], banks[f_code]
     assert banks[f_code]["attempts"] == 3
     assert len(failing.calls) == 3  # bounded retries
+    m = stack.metrics("scheduler")
+    assert m['bankhook_refresh_tasks_total{status="bank_finished"}'] >= 1
+    assert m['bankhook_refresh_tasks_total{status="bank_failed"}'] >= 1
 
     def events_of(task_id):
         return [p for _, p in payloads(receiver, "/tpp-refresh", "accountEvent", cid)
