@@ -57,10 +57,12 @@ static json_t *settings_json(struct bh_db *db, const char *client_id)
 		db,
 		"SELECT s.id, COALESCE(s.enabled, false), s.url,"
 		" COALESCE(s.headers->>'Authorization', ''), p.pending_endpoint, p.pending_header,"
-		" " TIME_SQL("p.pending_from") " FROM (SELECT $1::text AS client_id) c"
-		" LEFT JOIN subscriptions s ON s.client_id = c.client_id AND s.kind = 'psd2'"
-		" LEFT JOIN psd2_settings p ON p.client_id = c.client_id"
-		" AND p.pending_from IS NOT NULL",
+		" " TIME_SQL(
+			"p.pending_from") " FROM (SELECT $1::text AS client_id) c"
+					  " LEFT JOIN subscriptions s ON s.client_id = c.client_id "
+					  "AND s.kind = 'psd2'"
+					  " LEFT JOIN psd2_settings p ON p.client_id = c.client_id"
+					  " AND p.pending_from IS NOT NULL",
 		1, params);
 	if (res == NULL)
 		return NULL;
@@ -156,12 +158,13 @@ static void put_settings(struct bh_request *req)
 		return;
 	}
 	if (endpoint == NULL && enabled) {
-		bh_api_reply_error(req, 400, "invalid_field", "endpoint: required to enable webhooks");
+		bh_api_reply_error(req, 400, "invalid_field",
+				   "endpoint: required to enable webhooks");
 		return;
 	}
-	if (endpoint != NULL && bh_psd2_check_endpoint(endpoint, cfg->delivery_allow_loopback,
-						       cfg->delivery_allow_private, err,
-						       sizeof(err)) < 0) {
+	if (endpoint != NULL &&
+	    bh_psd2_check_endpoint(endpoint, cfg->delivery_allow_loopback,
+				   cfg->delivery_allow_private, err, sizeof(err)) < 0) {
 		bh_api_reply_error(req, 400, "invalid_field", "endpoint: %s", err);
 		return;
 	}
@@ -301,11 +304,13 @@ static void put_refresh(struct bh_request *req)
 		if (prc < 0) {
 			/* Not handed over: take the task back so a retry starts afresh. */
 			bh_warn("refresh task %s not accepted by Kafka: %s", task_id, err);
-			if (bh_db_exec(db, "DELETE FROM psd2_tasks WHERE id = $1 AND status = 'QUEUED'",
+			if (bh_db_exec(db,
+				       "DELETE FROM psd2_tasks WHERE id = $1 AND status = 'QUEUED'",
 				       1, (const char *[]){task_id}) < 0)
 				bh_warn("refresh task %s: %s", task_id, bh_db_errmsg(db));
-			bh_api_reply_error(req, 503, "dependency_unavailable",
-					   "Kafka did not take the refresh request; try again later.");
+			bh_api_reply_error(
+				req, 503, "dependency_unavailable",
+				"Kafka did not take the refresh request; try again later.");
 			return;
 		}
 		bh_info("refresh task %s queued for consent %s", task_id, consent_id);
@@ -317,12 +322,15 @@ static void get_refresh(struct bh_request *req)
 {
 	struct bh_db *db = bh_api_db(req);
 	const char *params[] = {bh_api_param(req, "taskId"), scope(req)};
-	PGresult *res = bh_db_query(db,
-				    "SELECT id, consent_id, status, " TIME_SQL("created_at") ","
-				    " " TIME_SQL("started_at") ", " TIME_SQL("finished_at")
-				    " FROM psd2_tasks WHERE id = $1"
-				    " AND ($2::text IS NULL OR client_id = $2)",
-				    2, params);
+	PGresult *res = bh_db_query(
+		db,
+		"SELECT id, consent_id, status, " TIME_SQL(
+			"created_at") ","
+				      " " TIME_SQL("started_at") ", " TIME_SQL(
+					      "finished_at") " FROM psd2_tasks WHERE id = $1"
+							     " AND ($2::text IS NULL OR client_id "
+							     "= $2)",
+		2, params);
 	if (res == NULL) {
 		bh_api_reply_db_error(req, "read refresh task");
 		return;
@@ -332,18 +340,20 @@ static void get_refresh(struct bh_request *req)
 		bh_api_reply_error(req, 404, "not_found", "taskId: no such task");
 		return;
 	}
-	json_t *task = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "taskId", PQgetvalue(res, 0, 0),
-				 "consentId", PQgetvalue(res, 0, 1), "status",
-				 PQgetvalue(res, 0, 2), "createdAt", PQgetvalue(res, 0, 3),
-				 "startedAt", text_or_null(res, 0, 4), "finishedAt",
-				 text_or_null(res, 0, 5));
+	json_t *task =
+		json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "taskId", PQgetvalue(res, 0, 0),
+			  "consentId", PQgetvalue(res, 0, 1), "status", PQgetvalue(res, 0, 2),
+			  "createdAt", PQgetvalue(res, 0, 3), "startedAt", text_or_null(res, 0, 4),
+			  "finishedAt", text_or_null(res, 0, 5));
 	PQclear(res);
 	res = bh_db_query(db,
 			  "SELECT t.bank_code, COALESCE((SELECT name FROM banks b WHERE b.code ="
 			  " t.bank_code ORDER BY b.updated_at DESC LIMIT 1), ''), t.status,"
-			  " t.attempts, t.last_error, t.accounts::text, " TIME_SQL("t.finished_at") ","
-			  " t.delivery_id FROM psd2_task_banks t WHERE t.task_id = $1"
-			  " ORDER BY t.bank_code",
+			  " t.attempts, t.last_error, t.accounts::text, " TIME_SQL(
+				  "t.finished_at") ","
+						   " t.delivery_id FROM psd2_task_banks t WHERE "
+						   "t.task_id = $1"
+						   " ORDER BY t.bank_code",
 			  1, params);
 	if (res == NULL) {
 		json_decref(task);
@@ -352,16 +362,17 @@ static void get_refresh(struct bh_request *req)
 	}
 	json_t *banks = json_array();
 	for (int i = 0; i < PQntuples(res); i++) {
-		json_t *accounts = PQgetisnull(res, i, 5) ? json_null()
-							  : json_loads(PQgetvalue(res, i, 5), 0, NULL);
+		json_t *accounts = PQgetisnull(res, i, 5)
+					   ? json_null()
+					   : json_loads(PQgetvalue(res, i, 5), 0, NULL);
 		json_array_append_new(
-			banks, json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "bankCode",
-					 PQgetvalue(res, i, 0), "bankName", PQgetvalue(res, i, 1),
-					 "status", PQgetvalue(res, i, 2), "attempts",
-					 atoi(PQgetvalue(res, i, 3)), "error", text_or_null(res, i, 4),
-					 "accounts", accounts ? accounts : json_null(), "finishedAt",
-					 text_or_null(res, i, 6), "deliveryId",
-					 text_or_null(res, i, 7)));
+			banks,
+			json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "bankCode",
+				  PQgetvalue(res, i, 0), "bankName", PQgetvalue(res, i, 1),
+				  "status", PQgetvalue(res, i, 2), "attempts",
+				  atoi(PQgetvalue(res, i, 3)), "error", text_or_null(res, i, 4),
+				  "accounts", accounts ? accounts : json_null(), "finishedAt",
+				  text_or_null(res, i, 6), "deliveryId", text_or_null(res, i, 7)));
 	}
 	PQclear(res);
 	json_object_set_new(task, "banks", banks);

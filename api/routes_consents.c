@@ -17,14 +17,14 @@
 #define BANK_CODE_MAX 64
 #define ACCOUNTS_MAX 1000
 
-#define CONSENT_COLUMNS                                                                     \
-	"c.consent_id, c.client_id, c.accounts::text,"                                      \
+#define CONSENT_COLUMNS                                \
+	"c.consent_id, c.client_id, c.accounts::text," \
 	" to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 static json_t *consent_json(const PGresult *res, int row)
 {
-	return json_pack("{s:s, s:s, s:o, s:s}", "consent_id", PQgetvalue(res, row, 0),
-			 "client_id", PQgetvalue(res, row, 1), "accounts",
+	return json_pack("{s:s, s:s, s:o, s:s}", "consent_id", PQgetvalue(res, row, 0), "client_id",
+			 PQgetvalue(res, row, 1), "accounts",
 			 json_loads(PQgetvalue(res, row, 2), 0, NULL), "updated_at",
 			 PQgetvalue(res, row, 3));
 }
@@ -44,7 +44,8 @@ static json_t *parse_accounts(struct bh_request *req, json_t *obj)
 	}
 	if (!json_is_array(v) || json_array_size(v) > ACCOUNTS_MAX) {
 		bh_api_reply_error(req, 400, "invalid_field",
-				   "accounts: must be an array of at most %d objects", ACCOUNTS_MAX);
+				   "accounts: must be an array of at most %d objects",
+				   ACCOUNTS_MAX);
 		return NULL;
 	}
 	json_t *out = json_array();
@@ -55,27 +56,28 @@ static json_t *parse_accounts(struct bh_request *req, json_t *obj)
 		const char *account, *bank;
 		snprintf(prefix, sizeof(prefix), "accounts[%zu].", i);
 		if (!json_is_object(a)) {
-			bh_api_reply_error(req, 400, "invalid_field", "accounts[%zu]: must be an object",
-					   i);
+			bh_api_reply_error(req, 400, "invalid_field",
+					   "accounts[%zu]: must be an object", i);
 			goto fail;
 		}
 		if (bh_body_only_fields(req, a, prefix, fields) < 0 ||
-		    bh_body_string(req, a, prefix, "account_id", 1, ACCOUNT_ID_MAX, true, &account) <
-			    0 ||
+		    bh_body_string(req, a, prefix, "account_id", 1, ACCOUNT_ID_MAX, true,
+				   &account) < 0 ||
 		    bh_body_string(req, a, prefix, "bank_code", 1, BANK_CODE_MAX, true, &bank) < 0)
 			goto fail;
 		for (size_t j = 0; j < i; j++) {
 			json_t *b = json_array_get(out, j);
-			if (strcmp(json_string_value(json_object_get(b, "account_id")), account) == 0 &&
+			if (strcmp(json_string_value(json_object_get(b, "account_id")), account) ==
+				    0 &&
 			    strcmp(json_string_value(json_object_get(b, "bank_code")), bank) == 0) {
-				bh_api_reply_error(req, 400, "invalid_field",
-						   "accounts[%zu]: the same account as accounts[%zu]", i,
-						   j);
+				bh_api_reply_error(
+					req, 400, "invalid_field",
+					"accounts[%zu]: the same account as accounts[%zu]", i, j);
 				goto fail;
 			}
 		}
-		json_array_append_new(out,
-				      json_pack("{s:s, s:s}", "account_id", account, "bank_code", bank));
+		json_array_append_new(
+			out, json_pack("{s:s, s:s}", "account_id", account, "bank_code", bank));
 	}
 	return out;
 fail:
@@ -157,10 +159,11 @@ static void get_consent(struct bh_request *req)
 {
 	const char *params[] = {bh_api_param(req, "consent_id"),
 				req->caller.is_admin ? NULL : req->caller.client_id};
-	PGresult *res = bh_db_query(bh_api_db(req),
-				    "SELECT " CONSENT_COLUMNS " FROM consents c WHERE c.consent_id = $1"
-				    " AND ($2::text IS NULL OR c.client_id = $2)",
-				    2, params);
+	PGresult *res =
+		bh_db_query(bh_api_db(req),
+			    "SELECT " CONSENT_COLUMNS " FROM consents c WHERE c.consent_id = $1"
+			    " AND ($2::text IS NULL OR c.client_id = $2)",
+			    2, params);
 	if (res == NULL) {
 		bh_api_reply_db_error(req, "get consent");
 		return;

@@ -22,8 +22,8 @@ static bool psd2_match(const struct bh_sub *sub, const struct bh_event *ev)
 }
 
 /* The notification's data is the body, exactly as the seed shows it. */
-static int psd2_render(const struct bh_sub *sub, const struct bh_event *ev,
-		       struct bh_rendered *out, char *errbuf, size_t errlen)
+static int psd2_render(const struct bh_sub *sub, const struct bh_event *ev, struct bh_rendered *out,
+		       char *errbuf, size_t errlen)
 {
 	(void)sub;
 	memset(out, 0, sizeof(*out));
@@ -57,8 +57,8 @@ int64_t bh_psd2_activation_ms(int64_t now_ms)
 	return (hours + 1) * HOUR_MS;
 }
 
-int bh_psd2_check_endpoint(const char *url, bool allow_loopback, bool allow_private,
-			   char *errbuf, size_t errlen)
+int bh_psd2_check_endpoint(const char *url, bool allow_loopback, bool allow_private, char *errbuf,
+			   size_t errlen)
 {
 	if (strpbrk(url, "?#") != NULL) {
 		snprintf(errbuf, errlen, "must be a URL without parameters (no '?' or '#')");
@@ -87,8 +87,8 @@ json_t *bh_psd2_transaction_event(const char *consent_id, const char *const *acc
 	json_t *accounts = json_array();
 	for (int i = 0; i < n; i++)
 		json_array_append_new(accounts, json_pack("{s:s}", "accountId", account_ids[i]));
-	return json_pack("{s:s, s:s, s:s, s:o}", "type", "transactionEvent", "consentId", consent_id,
-			 "eventType", "NEW", "accounts", accounts);
+	return json_pack("{s:s, s:s, s:s, s:o}", "type", "transactionEvent", "consentId",
+			 consent_id, "eventType", "NEW", "accounts", accounts);
 }
 
 json_t *bh_psd2_account_event(const char *consent_id, const char *task_id, const char *status,
@@ -116,16 +116,15 @@ static int member_string(json_t *o, size_t i, const char *key, size_t max, const
 	json_t *v = json_object_get(o, key);
 	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
 	    strlen(json_string_value(v)) != json_string_length(v)) {
-		snprintf(errbuf, errlen, "accounts[%zu].%s: must be a string of 1 to %zu characters",
-			 i, key, max);
+		snprintf(errbuf, errlen,
+			 "accounts[%zu].%s: must be a string of 1 to %zu characters", i, key, max);
 		return -1;
 	}
 	*out = json_string_value(v);
 	return 0;
 }
 
-int bh_psd2_parse_accounts(const char *body, size_t len, json_t **out, char *errbuf,
-			   size_t errlen)
+int bh_psd2_parse_accounts(const char *body, size_t len, json_t **out, char *errbuf, size_t errlen)
 {
 	int rc = -1;
 	json_error_t jerr;
@@ -154,7 +153,8 @@ int bh_psd2_parse_accounts(const char *body, size_t len, json_t **out, char *err
 			snprintf(errbuf, errlen, "accounts[%zu]: must be an object", i);
 			goto out;
 		}
-		if (member_string(a, i, "accountId", BH_PSD2_ACCOUNT_ID_MAX, &id, errbuf, errlen) < 0 ||
+		if (member_string(a, i, "accountId", BH_PSD2_ACCOUNT_ID_MAX, &id, errbuf, errlen) <
+			    0 ||
 		    member_string(a, i, "currency", 16, &currency, errbuf, errlen) < 0)
 			goto out;
 		json_t *b = json_object_get(a, "balance");
@@ -168,11 +168,13 @@ int bh_psd2_parse_accounts(const char *body, size_t len, json_t **out, char *err
 		}
 		if (json_object_get(result, id) != NULL) {
 			free(balance);
-			snprintf(errbuf, errlen, "accounts[%zu].accountId: \"%s\" appears twice", i, id);
+			snprintf(errbuf, errlen, "accounts[%zu].accountId: \"%s\" appears twice", i,
+				 id);
 			goto out;
 		}
-		json_object_set_new(result, id,
-				    json_pack("{s:s, s:s}", "balance", balance, "currency", currency));
+		json_object_set_new(
+			result, id,
+			json_pack("{s:s, s:s}", "balance", balance, "currency", currency));
 		free(balance);
 	}
 	*out = result;

@@ -37,8 +37,8 @@ int64_t bh_psd2_activation_ms(int64_t now_ms);
  * parameters (no query, no fragment). 0, or -1 with a sentence (without
  * the field name) in errbuf.
  */
-int bh_psd2_check_endpoint(const char *url, bool allow_loopback, bool allow_private,
-			   char *errbuf, size_t errlen) BH_MUSTCHECK;
+int bh_psd2_check_endpoint(const char *url, bool allow_loopback, bool allow_private, char *errbuf,
+			   size_t errlen) BH_MUSTCHECK;
 
 /* The security header: empty, or [ a-zA-Z0-9=+/]* of at most BH_PSD2_HEADER_MAX. */
 bool bh_psd2_header_valid(const char *h);

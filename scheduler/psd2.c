@@ -52,7 +52,8 @@ int bh_psd2_activate_due(struct bh_db *db, int64_t now_ms)
 		if (bh_sub_psd2_set(db, client, true, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
 				    NULL) < 0 ||
 		    bh_db_exec(db,
-			       "UPDATE psd2_settings SET pending_endpoint = NULL, pending_header = NULL,"
+			       "UPDATE psd2_settings SET pending_endpoint = NULL, pending_header = "
+			       "NULL,"
 			       " pending_from = NULL, updated_at = now() WHERE client_id = $1",
 			       1, (const char *[]){client}) < 0)
 			goto out;
@@ -166,11 +167,12 @@ int bh_psd2_flush_transactions(struct bh_db *db, const struct bh_config *cfg)
 {
 	char window[16];
 	snprintf(window, sizeof(window), "%d", cfg->psd2_aggregation_window_s);
-	PGresult *res = bh_db_query(db,
-				    "SELECT consent_id FROM psd2_tx_pending GROUP BY consent_id"
-				    " HAVING min(first_at) <= now() - make_interval(secs => $1::int)"
-				    " LIMIT 100",
-				    1, (const char *[]){window});
+	PGresult *res =
+		bh_db_query(db,
+			    "SELECT consent_id FROM psd2_tx_pending GROUP BY consent_id"
+			    " HAVING min(first_at) <= now() - make_interval(secs => $1::int)"
+			    " LIMIT 100",
+			    1, (const char *[]){window});
 	if (res == NULL) {
 		bh_warn("psd2 windows: %s", bh_db_errmsg(db));
 		return -1;
@@ -290,11 +292,12 @@ static void tasks_sweep(struct bh_psd2_refresh *r)
 {
 	char after[16];
 	snprintf(after, sizeof(after), "%d", SWEEP_AFTER_S);
-	PGresult *res = bh_db_query(r->db,
-				    "SELECT id FROM psd2_tasks WHERE status = 'QUEUED' AND created_at"
-				    " <= now() - make_interval(secs => $1::int) ORDER BY created_at"
-				    " LIMIT 100",
-				    1, (const char *[]){after});
+	PGresult *res =
+		bh_db_query(r->db,
+			    "SELECT id FROM psd2_tasks WHERE status = 'QUEUED' AND created_at"
+			    " <= now() - make_interval(secs => $1::int) ORDER BY created_at"
+			    " LIMIT 100",
+			    1, (const char *[]){after});
 	if (res == NULL)
 		return;
 	for (int i = 0; i < PQntuples(res); i++)
@@ -382,16 +385,15 @@ static int connector_call(struct bh_psd2_refresh *r, const struct part *p, json_
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	if (cc != CURLE_OK) {
-		snprintf(errbuf, errlen, "%s", body.too_big ? "answer larger than 2 MiB"
-							     : curl_easy_strerror(cc));
+		snprintf(errbuf, errlen, "%s",
+			 body.too_big ? "answer larger than 2 MiB" : curl_easy_strerror(cc));
 		goto out;
 	}
 	if (status != 200) {
 		snprintf(errbuf, errlen, "HTTP %ld", status);
 		goto out;
 	}
-	rc = bh_psd2_parse_accounts(body.data ? body.data : "", body.len, accounts, errbuf,
-				    errlen);
+	rc = bh_psd2_parse_accounts(body.data ? body.data : "", body.len, accounts, errbuf, errlen);
 out:
 	free(url);
 	bh_buf_free(&body);
@@ -452,9 +454,10 @@ static int part_finish(struct bh_psd2_refresh *r, const struct part *p, json_t *
 		json_decref(previous);
 		snap_text = json_dumps(accounts, JSON_COMPACT);
 		snap_params[2] = snap_text;
-		if (bh_db_exec(db,
-			       "DELETE FROM psd2_snapshots WHERE consent_id = $1 AND bank_code = $2",
-			       2, snap_params) < 0 ||
+		if (bh_db_exec(
+			    db,
+			    "DELETE FROM psd2_snapshots WHERE consent_id = $1 AND bank_code = $2",
+			    2, snap_params) < 0 ||
 		    bh_db_exec(db,
 			       "INSERT INTO psd2_snapshots (consent_id, bank_code, account_id,"
 			       " balance, currency) SELECT $1, $2, a.key, a.value->>'balance',"
@@ -471,8 +474,8 @@ static int part_finish(struct bh_psd2_refresh *r, const struct part *p, json_t *
 		   delivery_id) < 0)
 		goto out;
 	diff_text = json_dumps(diff, JSON_COMPACT);
-	const char *params[] = {p->task_id, p->bank_code, status, diff_text, error,
-				delivery_id[0] ? delivery_id : NULL};
+	const char *params[] = {p->task_id, p->bank_code, status,
+				diff_text,  error,	  delivery_id[0] ? delivery_id : NULL};
 	if (bh_db_exec(db,
 		       "UPDATE psd2_task_banks SET status = $3, accounts = $4::jsonb,"
 		       " last_error = $5, delivery_id = $6, finished_at = now()"
@@ -540,7 +543,8 @@ static void part_run(struct bh_psd2_refresh *r, const struct part *p)
 		return;
 	}
 	if (p->connector_url[0] == '\0') {
-		snprintf(err, sizeof(err), "no bank with code %s has a connector_url", p->bank_code);
+		snprintf(err, sizeof(err), "no bank with code %s has a connector_url",
+			 p->bank_code);
 		(void)part_finish(r, p, NULL, err);
 		return;
 	}
@@ -580,7 +584,8 @@ static void consume_one(struct bh_psd2_refresh *r)
 	const char *task_id = json_string_value(json_object_get(doc, "taskId"));
 	/* Stored only once the task started; a lost one is found by the sweep anyway. */
 	if (task_id == NULL)
-		bh_warn("refresh request at offset %lld ignored: malformed", (long long)msg->offset);
+		bh_warn("refresh request at offset %lld ignored: malformed",
+			(long long)msg->offset);
 	if (task_id == NULL || task_start(r, task_id) == 0)
 		(void)bh_kafka_consumer_store(r->consumer, msg);
 	json_decref(doc);
@@ -601,8 +606,8 @@ static void *refresh_main(void *arg)
 		}
 		if (r->consumer == NULL) {
 			const char *topics[] = {r->cfg->topic_refresh};
-			r->consumer = bh_kafka_consumer_new_group(r->cfg, REFRESH_GROUP, topics, 1, err,
-								  sizeof(err));
+			r->consumer = bh_kafka_consumer_new_group(r->cfg, REFRESH_GROUP, topics, 1,
+								  err, sizeof(err));
 			if (r->consumer == NULL) {
 				bh_warn("refresh consumer: %s", err);
 				usleep(1000 * 1000);
@@ -626,9 +631,9 @@ static void *refresh_main(void *arg)
 	return NULL;
 }
 
-struct bh_psd2_refresh *bh_psd2_refresh_start(const struct bh_config *cfg,
-					      const atomic_int *leader, struct bh_psd2_metrics *m,
-					      char *errbuf, size_t errlen)
+struct bh_psd2_refresh *bh_psd2_refresh_start(const struct bh_config *cfg, const atomic_int *leader,
+					      struct bh_psd2_metrics *m, char *errbuf,
+					      size_t errlen)
 {
 	struct bh_psd2_refresh *r = bh_xcalloc(1, sizeof(*r));
 	r->cfg = cfg;

@@ -56,9 +56,9 @@ struct bh_psd2_metrics {
  * the sweep finds queued for a while), and calls each due bank's connector
  * in turn. NULL with the reason in errbuf.
  */
-struct bh_psd2_refresh *bh_psd2_refresh_start(const struct bh_config *cfg,
-					      const atomic_int *leader, struct bh_psd2_metrics *m,
-					      char *errbuf, size_t errlen);
+struct bh_psd2_refresh *bh_psd2_refresh_start(const struct bh_config *cfg, const atomic_int *leader,
+					      struct bh_psd2_metrics *m, char *errbuf,
+					      size_t errlen);
 /* Stops the thread (after the call in flight, bounded by its timeout) and frees it. */
 void bh_psd2_refresh_stop(struct bh_psd2_refresh *r);
 

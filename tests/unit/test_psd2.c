@@ -71,9 +71,9 @@ static void endpoint_refuses_parameters_and_non_http(void **state)
 {
 	(void)state;
 	char err[256];
-	assert_int_equal(bh_psd2_check_endpoint("https://tpp.example/hook", false, false, err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+		bh_psd2_check_endpoint("https://tpp.example/hook", false, false, err, sizeof(err)),
+		0);
 	assert_int_equal(bh_psd2_check_endpoint("https://tpp.example/hook?a=b", false, false, err,
 						sizeof(err)),
 			 -1);
@@ -81,19 +81,17 @@ static void endpoint_refuses_parameters_and_non_http(void **state)
 	assert_int_equal(bh_psd2_check_endpoint("https://tpp.example/hook#x", false, false, err,
 						sizeof(err)),
 			 -1);
-	assert_int_equal(bh_psd2_check_endpoint("https://tpp.example/hook?", false, false, err,
-						sizeof(err)),
-			 -1);
-	assert_int_equal(bh_psd2_check_endpoint("ftp://tpp.example/hook", false, false, err,
-						sizeof(err)),
-			 -1);
+	assert_int_equal(
+		bh_psd2_check_endpoint("https://tpp.example/hook?", false, false, err, sizeof(err)),
+		-1);
+	assert_int_equal(
+		bh_psd2_check_endpoint("ftp://tpp.example/hook", false, false, err, sizeof(err)),
+		-1);
 	/* Loopback only when the configuration allows it. */
-	assert_int_equal(bh_psd2_check_endpoint("http://127.0.0.1:9/h", false, false, err,
-						sizeof(err)),
-			 -1);
-	assert_int_equal(bh_psd2_check_endpoint("http://127.0.0.1:9/h", true, false, err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+		bh_psd2_check_endpoint("http://127.0.0.1:9/h", false, false, err, sizeof(err)), -1);
+	assert_int_equal(
+		bh_psd2_check_endpoint("http://127.0.0.1:9/h", true, false, err, sizeof(err)), 0);
 }
 
 static void header_follows_the_seed_pattern(void **state)
@@ -137,8 +135,8 @@ static const struct parse_case parse_cases[] = {
 	{"parse_refuses_bad_balance",
 	 "{\"accounts\":[{\"accountId\":\"a\",\"balance\":\"ten\",\"currency\":\"EUR\"}]}",
 	 "accounts[0].balance"},
-	{"parse_refuses_missing_currency", "{\"accounts\":[{\"accountId\":\"a\",\"balance\":\"1\"}]}",
-	 "accounts[0].currency"},
+	{"parse_refuses_missing_currency",
+	 "{\"accounts\":[{\"accountId\":\"a\",\"balance\":\"1\"}]}", "accounts[0].currency"},
 	{"parse_refuses_duplicate_account",
 	 "{\"accounts\":[{\"accountId\":\"a\",\"balance\":\"1\",\"currency\":\"EUR\"},"
 	 "{\"accountId\":\"a\",\"balance\":\"2\",\"currency\":\"EUR\"}]}",
@@ -173,11 +171,12 @@ static json_t *accounts(const char *body)
 static void diff_lists_added_updated_deleted_sorted(void **state)
 {
 	(void)state;
-	json_t *prev = accounts("{\"accounts\":["
-				"{\"accountId\":\"A\",\"balance\":\"1.00\",\"currency\":\"EUR\"},"
-				"{\"accountId\":\"B\",\"balance\":\"2.00\",\"currency\":\"EUR\"},"
-				"{\"accountId\":\"C\",\"balance\":\"3.00\",\"currency\":\"EUR\"},"
-				"{\"accountId\":\"E\",\"balance\":\"5.00\",\"currency\":\"EUR\"}]}");
+	json_t *prev =
+		accounts("{\"accounts\":["
+			 "{\"accountId\":\"A\",\"balance\":\"1.00\",\"currency\":\"EUR\"},"
+			 "{\"accountId\":\"B\",\"balance\":\"2.00\",\"currency\":\"EUR\"},"
+			 "{\"accountId\":\"C\",\"balance\":\"3.00\",\"currency\":\"EUR\"},"
+			 "{\"accountId\":\"E\",\"balance\":\"5.00\",\"currency\":\"EUR\"}]}");
 	json_t *cur = accounts("{\"accounts\":["
 			       "{\"accountId\":\"D\",\"balance\":\"4.00\",\"currency\":\"EUR\"},"
 			       "{\"accountId\":\"C\",\"balance\":\"3.00\",\"currency\":\"EUR\"},"
@@ -197,7 +196,8 @@ static void diff_lists_added_updated_deleted_sorted(void **state)
 	assert_int_equal(json_array_size(d), 4);
 	for (size_t i = 0; i < 4; i++)
 		assert_string_equal(
-			json_string_value(json_object_get(json_array_get(d, i), "eventType")), "ADDED");
+			json_string_value(json_object_get(json_array_get(d, i), "eventType")),
+			"ADDED");
 	json_decref(d);
 	d = bh_psd2_diff(cur, cur);
 	assert_int_equal(json_array_size(d), 0);
@@ -215,13 +215,14 @@ static void payloads_have_the_seed_shape(void **state)
 	const char *ids[] = {"acc-1", "acc-2"};
 	json_t *t = bh_psd2_transaction_event("c-1", ids, 2);
 	char *text = json_dumps(t, JSON_COMPACT | JSON_SORT_KEYS);
-	assert_string_equal(text, "{\"accounts\":[{\"accountId\":\"acc-1\"},{\"accountId\":\"acc-2\"}],"
-				  "\"consentId\":\"c-1\",\"eventType\":\"NEW\","
-				  "\"type\":\"transactionEvent\"}");
+	assert_string_equal(text,
+			    "{\"accounts\":[{\"accountId\":\"acc-1\"},{\"accountId\":\"acc-2\"}],"
+			    "\"consentId\":\"c-1\",\"eventType\":\"NEW\","
+			    "\"type\":\"transactionEvent\"}");
 	free(text);
 	json_decref(t);
-	json_t *a = bh_psd2_account_event("c-1", "t-1", "FAILED", "SLSP", "Slovenská sporiteľňa",
-					  NULL);
+	json_t *a =
+		bh_psd2_account_event("c-1", "t-1", "FAILED", "SLSP", "Slovenská sporiteľňa", NULL);
 	text = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
 	assert_string_equal(text, "{\"accounts\":[],\"bankCode\":\"SLSP\","
 				  "\"bankName\":\"Slovenská sporiteľňa\",\"consentId\":\"c-1\","
@@ -234,9 +235,9 @@ static void payloads_have_the_seed_shape(void **state)
 static void kind_renders_the_payload_and_matches_nothing(void **state)
 {
 	(void)state;
-	json_t *stored = bh_psd2_event_json("ev-1", 1764156600000LL,
-					    bh_psd2_account_event("c-1", "t-1", "FINISHED", "SLSP",
-								  "S", json_array()));
+	json_t *stored = bh_psd2_event_json(
+		"ev-1", 1764156600000LL,
+		bh_psd2_account_event("c-1", "t-1", "FINISHED", "SLSP", "S", json_array()));
 	struct bh_event ev;
 	char err[256];
 	assert_int_equal(bh_event_from_json(stored, NULL, &ev, err, sizeof(err)), 0);
@@ -261,11 +262,12 @@ static void kind_renders_the_payload_and_matches_nothing(void **state)
 	json_decref(stored);
 }
 
-#define TABLE(cases, fn)                                                                  \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
-	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
-					 .test_func = fn,                                  \
-					 .initial_state = (void *)&cases[i]}
+#define TABLE(cases, fn)                                                                           \
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                              \
+		tests[n++] = (struct CMUnitTest)                                                   \
+		{                                                                                  \
+			.name = cases[i].name, .test_func = fn, .initial_state = (void *)&cases[i] \
+		}
 #define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
