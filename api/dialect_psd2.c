@@ -129,12 +129,17 @@ static int settings_disable(struct bh_db *db, const char *client_id, const char 
 			    const char *header)
 {
 	const char *params[] = {client_id};
-	if (bh_sub_psd2_set(db, client_id, false, endpoint, header, DISABLED_REASON) < 0)
+	/*
+	 * The settings row first, as the scheduler's activation locks it before
+	 * the subscription: the same order on both sides cannot deadlock, and an
+	 * activation running now either finished or will find nothing pending.
+	 */
+	if (bh_db_exec(db,
+		       "UPDATE psd2_settings SET pending_endpoint = NULL, pending_header = NULL,"
+		       " pending_from = NULL, updated_at = now() WHERE client_id = $1",
+		       1, params) < 0)
 		return -1;
-	return bh_db_exec(db,
-			  "UPDATE psd2_settings SET pending_endpoint = NULL, pending_header = NULL,"
-			  " pending_from = NULL, updated_at = now() WHERE client_id = $1",
-			  1, params);
+	return bh_sub_psd2_set(db, client_id, false, endpoint, header, DISABLED_REASON);
 }
 
 static void put_settings(struct bh_request *req)
