@@ -229,7 +229,8 @@ def test_settings_activate_on_the_tick_and_disable_at_once(stack, admin, receive
     assert early.returncode == 0 and early.stdout.strip() == "0", early
     assert api.expect("GET", "/tpp/v1/webhook-settings", 200)["pending"] is not None
     on_time = tick(stack, active_from)
-    assert on_time.returncode == 0 and on_time.stdout.strip() == "1", on_time
+    # (other tests' changes pending for the same hour may be applied too)
+    assert on_time.returncode == 0 and int(on_time.stdout) >= 1, on_time
     now = api.expect("GET", "/tpp/v1/webhook-settings", 200)
     assert now["enabled"] is True and now["endpoint"] == url and now["pending"] is None, now
     assert now["securityHeader"] == "Basic dXNlcjpwYXNzd29yZA=="
