@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import BIN, make_event, unique, wait_until
+from conftest import BIN, free_ports, make_event, unique, wait_until
 from webhooks import verify
 
 WINDOW_S = 8
@@ -522,3 +522,65 @@ def test_consents_validate_and_are_admin_only(stack, admin):
                        "accounts": [{"account_id": "a2", "bank_code": "TB"}]})
     assert stack.sql(f"SELECT string_agg(account_id, ',') FROM consent_accounts"
                      f" WHERE consent_id = '{cid}'") == "a2"
+
+
+# --------------------------------------------------- two schedulers, one leads
+
+
+def test_two_schedulers_one_leads_and_the_standby_takes_over(stack, admin, receiver, connectors):
+    port = free_ports(1)[0]
+    stack.ports["scheduler2_http"] = port
+    stack.start("scheduler2", binary="scheduler", env={"BANKHOOK_SCHEDULER_HTTP_PORT": str(port)})
+    try:
+        stack.wait_ready("scheduler2")
+        time.sleep(2)
+        assert stack.metrics("scheduler")["bankhook_scheduler_leader"] == 1
+        assert stack.metrics("scheduler2")["bankhook_scheduler_leader"] == 0
+
+        def applied_in(name: str, client_id: str) -> bool:
+            text = (stack.log_dir / f"{name}.log").read_text(errors="replace")
+            return f"webhook settings of client {client_id} now in force" in text
+
+        # With both running, the leader alone applies a change whose hour passed.
+        c1, api1 = tpp(stack, admin)
+        api1.expect("PUT", "/tpp/v1/webhook-settings", 200,
+                    json={"enabled": True, "endpoint": receiver.url("/two-1")})
+        stack.sql("UPDATE psd2_settings SET pending_from = now() - interval '1 hour'"
+                  f" WHERE client_id = '{c1}'")
+        wait_until(lambda: api1.expect("GET", "/tpp/v1/webhook-settings", 200)["enabled"], 30,
+                   "applied")
+        time.sleep(2)
+        assert applied_in("scheduler", c1) and not applied_in("scheduler2", c1)
+
+        # The leader dies; the standby takes over the hour and the refresh tasks.
+        stack.stop("scheduler", kill9=True)
+        wait_until(lambda: stack.metrics("scheduler2")["bankhook_scheduler_leader"] == 1, 60,
+                   "standby to lead")
+        c2, api2 = tpp(stack, admin)
+        activate_pending = api2.expect("PUT", "/tpp/v1/webhook-settings", 200,
+                                       json={"enabled": True, "endpoint": receiver.url("/two-2")})
+        assert activate_pending["pending"]
+        stack.sql("UPDATE psd2_settings SET pending_from = now() - interval '1 hour'"
+                  f" WHERE client_id = '{c2}'")
+        wait_until(lambda: api2.expect("GET", "/tpp/v1/webhook-settings", 200)["enabled"], 30,
+                   "applied by the new leader")
+        assert applied_in("scheduler2", c2)
+        conn = connectors([("ok",)])
+        conn.set(accounts=[{"accountId": "Z", "balance": "9.00", "currency": "EUR"}])
+        code = unique("TW")[:16]
+        bank(admin, code, conn.url)
+        cid = consent(admin, c2, [("z-1", code)])
+        t = api2.expect("PUT", "/tpp/v1/refresh", 202, headers={"Consent-ID": cid})["taskId"]
+        done = wait_until(lambda: completed(api2, t), 90, "task completed by the new leader")
+        assert done["banks"][0]["status"] == "FINISHED"
+        wait_until(lambda: [p for _, p in payloads(receiver, "/two-2", "accountEvent", cid)
+                            if p["taskId"] == t], 60, "accountEvent")
+    finally:
+        # Leave the stack as it was: "scheduler" running (leading once
+        # scheduler2 stops).
+        if stack.procs["scheduler"].poll() is not None:
+            stack.start("scheduler")
+            stack.wait_ready("scheduler")
+        stack.stop("scheduler2")
+        wait_until(lambda: stack.metrics("scheduler")["bankhook_scheduler_leader"] == 1, 60,
+                   "scheduler to lead again")
