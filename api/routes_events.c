@@ -37,6 +37,12 @@ static void post_event(struct bh_request *req)
 		bh_api_reply_error(req, 400, "invalid_event", "%s", err);
 		return;
 	}
+	if (bh_event_type_internal(ev.type)) {
+		bh_event_free(&ev);
+		bh_api_reply_error(req, 400, "invalid_event",
+				   "type: must be transaction.created, balance.changed or payment.updated");
+		return;
+	}
 	payload = json_dumps(ev.json, JSON_COMPACT);
 	if (payload == NULL) {
 		bh_api_reply_error(req, 500, "internal", "event: cannot be serialized");

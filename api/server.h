@@ -111,6 +111,8 @@ extern const struct bh_route bh_routes_banks[];
 extern const struct bh_route bh_routes_obp[];
 extern const struct bh_route bh_routes_banksocket[];
 extern const struct bh_route bh_routes_acquirer[];
+extern const struct bh_route bh_routes_consents[];
+extern const struct bh_route bh_routes_psd2[];
 
 /*
  * Writes every registered route as "METHOD PATTERN", one a line, in match

@@ -61,6 +61,12 @@ static const struct conf_key conf_keys[] = {
 	INT("scheduler", "batch", scheduler_batch, "1000", 1, 100000),
 	INT("retention", "attempts_days", retention_attempts_days, "30", 1, 36500),
 	INT("retention", "events_days", retention_events_days, "30", 1, 36500),
+	STR("psd2", "own_bank_code", psd2_own_bank_code, "TB"),
+	INT("psd2", "aggregation_window_s", psd2_aggregation_window_s, "60", 1, 86400),
+	INT("psd2", "connector_timeout_ms", psd2_connector_timeout_ms, "10000", 100, 300000),
+	INT("psd2", "connector_attempts", psd2_connector_attempts, "3", 1, 10),
+	INT("psd2", "connector_retry_ms", psd2_connector_retry_ms, "2000", 0, 3600000),
+	BOOL("psd2", "test_clock", psd2_test_clock, "false"),
 	STR("log", "level", log_level, "info"),
 	STR("log", "format", log_format, "text"),
 };

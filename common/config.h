@@ -57,6 +57,13 @@ struct bh_config {
 	/* retention (scheduler): older attempts / events are deleted */
 	int retention_attempts_days;
 	int retention_events_days;
+	/* psd2: application webhooks and /refresh (PRODUCT.md 6.2) */
+	char *psd2_own_bank_code;      /* the bank itself: its accounts get transactionEvents */
+	int psd2_aggregation_window_s; /* one transactionEvent per consent per window */
+	int psd2_connector_timeout_ms; /* one call to a bank's connector */
+	int psd2_connector_attempts;   /* calls before a bank's part is FAILED */
+	int psd2_connector_retry_ms;   /* wait before the second call, doubling after */
+	bool psd2_test_clock; /* allows `bankhook-scheduler psd2-tick`; never in production */
 	/* log */
 	char *log_level;
 	char *log_format;

@@ -222,6 +222,36 @@ static PGresult *insert_events(struct bh_db *db, const struct bh_delivery_input 
 	return res;
 }
 
+int bh_delivery_create_notification(struct bh_db *db, const char *subscription_id,
+				    const char *client_id, json_t *event, char delivery_id[37],
+				    char *errbuf, size_t errlen)
+{
+	char *body = json_dumps(event, JSON_COMPACT);
+	if (body == NULL) {
+		snprintf(errbuf, errlen, "notification: cannot serialize");
+		return -1;
+	}
+	bh_uuid4(delivery_id);
+	const char *params[] = {json_string_value(json_object_get(event, "id")),
+				json_string_value(json_object_get(event, "type")),
+				json_string_value(json_object_get(event, "occurred_at")),
+				body,
+				delivery_id,
+				subscription_id,
+				client_id};
+	/* One statement: the event and its delivery exist together or not at all. */
+	int rc = bh_db_exec(db,
+			    "WITH e AS (INSERT INTO events (id, type, occurred_at, body)"
+			    " VALUES ($1, $2, $3::timestamptz, $4::jsonb) RETURNING id)"
+			    " INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
+			    " next_attempt_at) SELECT $5, e.id, $6, $7, 'pending', now() FROM e",
+			    7, params);
+	free(body);
+	if (rc < 0)
+		snprintf(errbuf, errlen, "database: insert notification: %s", bh_db_errmsg(db));
+	return rc;
+}
+
 /*
  * A lookup of rows by their first column. A batch returns tens of
  * thousands of ids; scanning the result for each one would be quadratic.

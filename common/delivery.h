@@ -119,6 +119,17 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 			     int lease_s, struct bh_delivery_created **out, int *nout,
 			     char *errbuf, size_t errlen) BH_MUSTCHECK;
 
+/*
+ * An internal notification (PRODUCT.md 6.2): inserts `event` (a normalized
+ * event, borrowed; its "id" must be new) and one 'pending' delivery of it
+ * to subscription_id, due now, so the scheduler's claim hands it to a
+ * worker like any retry. Meant for the caller's transaction. On 0
+ * delivery_id holds the new delivery's id; -1 with errbuf.
+ */
+int bh_delivery_create_notification(struct bh_db *db, const char *subscription_id,
+				    const char *client_id, json_t *event, char delivery_id[37],
+				    char *errbuf, size_t errlen) BH_MUSTCHECK;
+
 /* A delivery as a worker needs it to attempt it (bh_delivery_load). */
 struct bh_delivery_row {
 	char *id;

@@ -8,7 +8,13 @@ static const char *const type_names[] = {
 	[BH_EVENT_TRANSACTION_CREATED] = "transaction.created",
 	[BH_EVENT_BALANCE_CHANGED] = "balance.changed",
 	[BH_EVENT_PAYMENT_UPDATED] = "payment.updated",
+	[BH_EVENT_TPP_NOTIFICATION] = BH_EVENT_TPP_NOTIFICATION_NAME,
 };
+
+bool bh_event_type_internal(enum bh_event_type type)
+{
+	return type == BH_EVENT_TPP_NOTIFICATION;
+}
 
 static const char *const payment_methods[] = {"CARD", "PYBL", "PLKV", "BLIK",
 					      "XPAY", "BNPL", "BNCT", "IDEL"};
@@ -140,6 +146,11 @@ static int check_data(enum bh_event_type type, json_t *data, char *errbuf, size_
 		    check_currency(data, errbuf, errlen) < 0)
 			return -1;
 		return 0;
+	case BH_EVENT_TPP_NOTIFICATION:
+		if (check_string(data, "data.", "type", 64, true, NULL, errbuf, errlen) < 0 ||
+		    check_string(data, "data.", "consentId", 200, true, NULL, errbuf, errlen) < 0)
+			return -1;
+		return 0;
 	}
 	return -1;
 }
@@ -192,7 +203,8 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 		goto fail;
 	}
 
-	bool needs_account = ev->type != BH_EVENT_PAYMENT_UPDATED;
+	bool needs_account =
+		ev->type != BH_EVENT_PAYMENT_UPDATED && ev->type != BH_EVENT_TPP_NOTIFICATION;
 	if (check_string(e, "", "bank_id", 200, needs_account, &ev->bank_id, errbuf, errlen) < 0 ||
 	    check_string(e, "", "account_id", 200, needs_account, &ev->account_id, errbuf, errlen) < 0)
 		goto fail;

@@ -19,6 +19,13 @@ enum bh_event_type {
 	BH_EVENT_TRANSACTION_CREATED,
 	BH_EVENT_BALANCE_CHANGED,
 	BH_EVENT_PAYMENT_UPDATED,
+	/*
+	 * Internal: a notification the scheduler composed for an application
+	 * webhook (PRODUCT.md 6.2); data is the payload sent as it is. Stored
+	 * like any event so the delivery log, retries and replay work; never
+	 * matched against subscriptions, and refused by POST /v1/events.
+	 */
+	BH_EVENT_TPP_NOTIFICATION,
 };
 
 struct bh_event {
@@ -44,6 +51,11 @@ int bh_event_parse(const char *buf, size_t len, const char *fallback_id, struct 
 int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev, char *errbuf,
 		       size_t errlen) BH_MUSTCHECK;
 void bh_event_free(struct bh_event *ev);
+
+/* The type name of the internal application-webhook notification. */
+#define BH_EVENT_TPP_NOTIFICATION_NAME "tpp.notification"
+/* True for types only bankhook itself creates (never matched, never published). */
+bool bh_event_type_internal(enum bh_event_type type);
 
 /* True for "123", "-5.20": the decimal strings amounts are sent as. */
 bool bh_is_decimal(const char *s);

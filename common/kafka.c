@@ -165,9 +165,16 @@ void bh_kafka_producer_free(struct bh_kafka_producer *p)
 rd_kafka_t *bh_kafka_consumer_new(const struct bh_config *cfg, const char *const *topics,
 				  int ntopics, char *errbuf, size_t errlen)
 {
+	return bh_kafka_consumer_new_group(cfg, cfg->kafka_group, topics, ntopics, errbuf, errlen);
+}
+
+rd_kafka_t *bh_kafka_consumer_new_group(const struct bh_config *cfg, const char *group,
+					const char *const *topics, int ntopics, char *errbuf,
+					size_t errlen)
+{
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errbuf, errlen) < 0 ||
-	    conf_set(conf, "group.id", cfg->kafka_group, errbuf, errlen) < 0 ||
+	    conf_set(conf, "group.id", group, errbuf, errlen) < 0 ||
 	    conf_set(conf, "enable.auto.commit", "true", errbuf, errlen) < 0 ||
 	    /* Commit only what we stored after the database commit. */
 	    conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen) < 0 ||

@@ -44,6 +44,10 @@ void bh_kafka_producer_free(struct bh_kafka_producer *p);
  */
 rd_kafka_t *bh_kafka_consumer_new(const struct bh_config *cfg, const char *const *topics,
 				  int ntopics, char *errbuf, size_t errlen);
+/* The same in another consumer group (the scheduler reads bankhook.refresh in its own). */
+rd_kafka_t *bh_kafka_consumer_new_group(const struct bh_config *cfg, const char *group,
+					const char *const *topics, int ntopics, char *errbuf,
+					size_t errlen);
 int bh_kafka_consumer_store(rd_kafka_t *rk, const rd_kafka_message_t *msg);
 /* Total lag (high watermark - position) over assigned partitions, or -1. */
 long long bh_kafka_consumer_lag(rd_kafka_t *rk);

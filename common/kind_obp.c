@@ -101,6 +101,7 @@ static bool account_match(const struct bh_sub *sub, const struct bh_event *ev)
 	case BH_EVENT_BALANCE_CHANGED:
 		return strcmp(t, "OnBalanceChange") == 0;
 	case BH_EVENT_PAYMENT_UPDATED:
+	case BH_EVENT_TPP_NOTIFICATION:
 		return false;
 	}
 	return false;

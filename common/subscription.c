@@ -8,6 +8,7 @@
 #include "kind_acquirer.h"
 #include "kind_banksocket.h"
 #include "kind_obp.h"
+#include "kind_psd2.h"
 #include "log.h"
 
 /* ---------------------------------------------------------------- kinds */
@@ -50,6 +51,7 @@ static const struct bh_kind_ops *const kinds[] = {
 	&bh_kind_obp_notification,
 	&bh_kind_banksocket,
 	&bh_kind_acquirer,
+	&bh_kind_psd2,
 };
 
 const struct bh_kind_ops *bh_kind_find(const char *name)
@@ -80,7 +82,8 @@ bool bh_sub_match_filter(const struct bh_sub *sub, const struct bh_event *ev)
 bool bh_sub_match(const struct bh_sub *sub, const struct bh_event *ev)
 {
 	const struct bh_kind_ops *k = bh_kind_find(sub->kind);
-	return k != NULL && sub->enabled && k->match(sub, ev);
+	/* Internal notifications are addressed to one subscription when created. */
+	return k != NULL && sub->enabled && !bh_event_type_internal(ev->type) && k->match(sub, ev);
 }
 
 int bh_sub_render(const struct bh_sub *sub, const struct bh_event *ev, struct bh_rendered *out,
@@ -413,6 +416,56 @@ out:
 	free(headers);
 	free(options);
 	return row;
+}
+
+int bh_sub_psd2_set(struct bh_db *db, const char *client_id, bool enabled, const char *url,
+		    const char *header, const char *reason)
+{
+	int rc = -1;
+	json_t *headers = NULL;
+	char *headers_text = NULL;
+	if (header != NULL) {
+		headers = header[0] ? json_pack("{s:s}", "Authorization", header) : json_object();
+		headers_text = json_dumps(headers, JSON_COMPACT);
+	}
+	const char *params[] = {client_id, BH_DB_BOOL(enabled), url, headers_text, reason};
+	PGresult *res = bh_db_query(
+		db,
+		"UPDATE subscriptions SET enabled = $2::boolean, url = COALESCE($3, url),"
+		" headers = COALESCE($4::jsonb, headers),"
+		" disabled_reason = CASE WHEN $2::boolean THEN NULL ELSE $5 END,"
+		" failing_since = CASE WHEN $2::boolean AND NOT enabled THEN NULL"
+		" ELSE failing_since END, updated_at = now()"
+		" WHERE client_id = $1 AND kind = 'psd2' RETURNING id",
+		5, params);
+	if (res == NULL)
+		goto out;
+	bool found = PQntuples(res) > 0;
+	PQclear(res);
+	if (!found && url != NULL) {
+		struct bh_sub_new n = {.client_id = client_id,
+				       .kind = "psd2",
+				       .url = url,
+				       .description = "PSD2 application webhook",
+				       .headers = headers,
+				       .enabled = true};
+		json_t *row = bh_sub_insert(db, &n);
+		if (row == NULL)
+			goto out;
+		json_decref(row);
+		/* Created disabled: record why. */
+		const char *p2[] = {client_id, reason};
+		if (!enabled && bh_db_exec(db,
+					   "UPDATE subscriptions SET enabled = false, disabled_reason = $2"
+					   " WHERE client_id = $1 AND kind = 'psd2'",
+					   2, p2) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(headers);
+	free(headers_text);
+	return rc;
 }
 
 json_t *bh_sub_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,

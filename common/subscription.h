@@ -166,6 +166,17 @@ int bh_sub_update(struct bh_db *db, const char *client_id, const char *id,
 /* Deletes one subscription (its deliveries go with it); 0, BH_SUB_NOT_FOUND or -1. */
 int bh_sub_delete(struct bh_db *db, const char *client_id, const char *id) BH_MUSTCHECK;
 
+/*
+ * The application webhook of a client (kind "psd2", at most one): sets
+ * enabled, and url and the Authorization header when not NULL (header ""
+ * removes it). Enabling clears disabled_reason and failing_since; disabling
+ * records `reason`. Creates the subscription (with a fresh secret) when the
+ * client has none and url is given; without one and without url nothing
+ * changes. Meant for the caller's transaction; 0 or -1 (bh_db_errmsg()).
+ */
+int bh_sub_psd2_set(struct bh_db *db, const char *client_id, bool enabled, const char *url,
+		    const char *header, const char *reason) BH_MUSTCHECK;
+
 /* How long a rotated-out secret keeps signing beside the new one. */
 #define BH_SUB_PREVIOUS_SECRET_S (24 * 3600)
 

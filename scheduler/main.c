@@ -19,6 +19,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "ops_http.h"
+#include "psd2.h"
 #include "util.h"
 
 /* Advisory lock key of the leader: "bankhook" in ASCII, as an int8. */
@@ -27,6 +28,7 @@
 #define DISABLE_EVERY_MS 10000   /* auto-disable check period */
 #define DUE_COUNT_EVERY_MS 2000  /* bankhook_retries_due refresh */
 #define RETENTION_EVERY_MS 60000 /* retention pass period */
+#define PSD2_EVERY_MS 1000       /* hourly activation and transaction windows */
 /*
  * Retention deletes at most this many rows per statement (events fewer:
  * each takes its deliveries and their attempts along), and one pass stops
@@ -69,6 +71,10 @@ struct scheduler {
 	struct bh_db *db;
 	struct bh_kafka_producer *producer;
 	struct bh_ops_http *ops;
+	struct bh_psd2_refresh *psd2; /* refresh thread; acts only while leading */
+	struct bh_psd2_metrics pm;
+	int64_t next_psd2;
+	int64_t tick_at_ms; /* psd2-tick --at */
 	struct metrics m;
 };
 
@@ -83,6 +89,24 @@ static bool scheduler_ready(void *arg)
 static void scheduler_metrics(struct bh_buf *b, void *arg)
 {
 	struct metrics *m = &((struct scheduler *)arg)->m;
+	struct bh_psd2_metrics *pm = &((struct scheduler *)arg)->pm;
+	(void)bh_buf_appendf(b,
+			     "# HELP bankhook_refresh_tasks_total Refresh tasks started, and bank parts by outcome.\n"
+			     "# TYPE bankhook_refresh_tasks_total counter\n"
+			     "bankhook_refresh_tasks_total{status=\"started\"} %lld\n"
+			     "bankhook_refresh_tasks_total{status=\"bank_finished\"} %lld\n"
+			     "bankhook_refresh_tasks_total{status=\"bank_failed\"} %lld\n"
+			     "# HELP bankhook_psd2_transaction_events_total transactionEvents created.\n"
+			     "# TYPE bankhook_psd2_transaction_events_total counter\n"
+			     "bankhook_psd2_transaction_events_total %lld\n"
+			     "# HELP bankhook_psd2_activations_total Webhook settings put in force.\n"
+			     "# TYPE bankhook_psd2_activations_total counter\n"
+			     "bankhook_psd2_activations_total %lld\n",
+			     (long long)atomic_load(&pm->tasks_started),
+			     (long long)atomic_load(&pm->parts_finished),
+			     (long long)atomic_load(&pm->parts_failed),
+			     (long long)atomic_load(&pm->transaction_events),
+			     (long long)atomic_load(&pm->activations));
 	(void)bh_buf_appendf(b,
 			     "# HELP bankhook_retries_due Pending deliveries whose attempt is due.\n"
 			     "# TYPE bankhook_retries_due gauge\n"
@@ -265,6 +289,12 @@ static bool retention_pass(struct scheduler *s)
 			else
 				atomic_fetch_add(&s->m.purged_events, n);
 			events_left = n == RETENTION_EVENTS_BATCH;
+			/* Refresh tasks follow the events' retention (their notifications go with those). */
+			long long t = bh_psd2_purge_tasks(s->db, s->cfg.retention_events_days,
+							  RETENTION_EVENTS_BATCH);
+			if (t < 0)
+				bh_warn("retention: refresh tasks: %s", bh_db_errmsg(s->db));
+			events_left = events_left || t == RETENTION_EVENTS_BATCH;
 		}
 	}
 	return attempts_left || events_left;
@@ -277,6 +307,16 @@ static void scheduler_tick(struct scheduler *s, int64_t *next_disable, int64_t *
 	atomic_store(&s->m.db_ok, bh_db_ping(s->db));
 	if (!s->leader)
 		return;
+	/* Before dispatching, so the deliveries they create go out this tick. */
+	if (bh_mono_ms() >= s->next_psd2) {
+		int a = bh_psd2_activate_due(s->db, -1);
+		if (a > 0)
+			atomic_fetch_add(&s->pm.activations, a);
+		int e = bh_psd2_flush_transactions(s->db, &s->cfg);
+		if (e > 0)
+			atomic_fetch_add(&s->pm.transaction_events, e);
+		s->next_psd2 = bh_mono_ms() + PSD2_EVERY_MS;
+	}
 	/* Until nothing is due, a full batch at a time. */
 	int n;
 	while (!stop_requested && (n = dispatch_batch(s)) == s->cfg.scheduler_batch)
@@ -318,15 +358,53 @@ static void scheduler_run(struct scheduler *s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bankhook-scheduler [--config FILE] [--log-format text|json]\n");
+	fprintf(stderr, "usage: bankhook-scheduler [--config FILE] [--log-format text|json]\n"
+			"       bankhook-scheduler [--config FILE] psd2-tick --at RFC3339-TIME\n"
+			"         (tests only, needs psd2.test_clock: apply the webhook settings\n"
+			"         pending at TIME as if the clock said so, then exit)\n");
 }
 
+/*
+ * `psd2-tick --at TIME`: the test-only activation tick. It runs the same
+ * activation the leader runs every second, with TIME for the clock, so an
+ * end-to-end test can see a setting change nothing before "its" hour and
+ * take effect on it without waiting for one. Refused unless the
+ * configuration says psd2.test_clock: true (false by default and in
+ * deploy/bankhook.yaml), so a production scheduler cannot be driven to
+ * activate early. Row locks keep it safe beside a running leader.
+ */
+static int psd2_tick(struct scheduler *s)
+{
+	char err[512];
+	if (!s->cfg.psd2_test_clock) {
+		bh_error("psd2-tick refused: psd2.test_clock is false (a test-only command)");
+		return 2;
+	}
+	struct bh_db *db = bh_db_connect(s->cfg.db_url, err, sizeof(err));
+	if (db == NULL) {
+		bh_error("%s", err);
+		return 1;
+	}
+	int n = bh_psd2_activate_due(db, s->tick_at_ms);
+	bh_db_close(db);
+	if (n < 0)
+		return 1;
+	printf("%d\n", n);
+	return 0;
+}
+
+/* 0: serve; 1: a command (psd2-tick) to run instead; -1: failed. */
 static int scheduler_init(struct scheduler *s, int argc, char **argv)
 {
-	const char *config_path = NULL, *log_format = NULL;
+	const char *config_path = NULL, *log_format = NULL, *at = NULL;
+	bool tick = false;
 	char err[512];
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+		if (strcmp(argv[i], "psd2-tick") == 0) {
+			tick = true;
+		} else if (strcmp(argv[i], "--at") == 0 && i + 1 < argc) {
+			at = argv[++i];
+		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			config_path = argv[++i];
 		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
 			log_format = argv[++i];
@@ -349,6 +427,13 @@ static int scheduler_init(struct scheduler *s, int argc, char **argv)
 	if (bh_log_parse_level(s->cfg.log_level, &level) == 0)
 		bh_log_set_level(level);
 	bh_log_set_json(strcmp(log_format ? log_format : s->cfg.log_format, "json") == 0);
+	if (tick || at) {
+		if (!tick || at == NULL || bh_parse_time(at, &s->tick_at_ms) < 0 || s->tick_at_ms < 0) {
+			usage();
+			return -1;
+		}
+		return 1;
+	}
 	/* 2. signals */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -376,6 +461,12 @@ static int scheduler_init(struct scheduler *s, int argc, char **argv)
 		bh_error("%s", err);
 		return -1;
 	}
+	/* 6. refresh thread (PSD2 /refresh tasks; idle unless leading) */
+	s->psd2 = bh_psd2_refresh_start(&s->cfg, &s->m.leader, &s->pm, err, sizeof(err));
+	if (s->psd2 == NULL) {
+		bh_error("%s", err);
+		return -1;
+	}
 	bh_info("scheduler %s standing by for leadership", BH_VERSION);
 	return 0;
 }
@@ -383,6 +474,8 @@ static int scheduler_init(struct scheduler *s, int argc, char **argv)
 /* Reverse order of scheduler_init; safe on a partly initialized scheduler. */
 static void scheduler_free(struct scheduler *s)
 {
+	/* The connector call in flight finishes (bounded by its timeout) and is recorded. */
+	bh_psd2_refresh_stop(s->psd2);
 	leadership_release(s);
 	bh_ops_http_stop(s->ops);
 	bh_kafka_producer_free(s->producer);
@@ -394,12 +487,15 @@ int main(int argc, char **argv)
 {
 	static struct scheduler s; /* static: zeroed */
 	int rc = 1;
-	/* init: config, signals, database, Kafka, ops listener */
-	if (scheduler_init(&s, argc, argv) == 0) {
+	/* init: config, signals, database, Kafka, ops listener, refresh thread */
+	int init = scheduler_init(&s, argc, argv);
+	if (init == 0) {
 		/* run: tick until SIGINT/SIGTERM */
 		scheduler_run(&s);
 		bh_info("stopping");
 		rc = 0;
+	} else if (init == 1) {
+		rc = psd2_tick(&s);
 	}
 	/* free: release the lock first so a standby takes over at once */
 	scheduler_free(&s);

@@ -57,6 +57,13 @@ TEST_OVERRIDES = {
     "BANKHOOK_DELIVERY_JITTER_PERCENT": "0",
     "BANKHOOK_DELIVERY_TIMEOUT_MS": "5000",
     "BANKHOOK_SCHEDULER_TICK_MS": "200",
+    # PSD2 (tests/e2e/test_psd2.py): short windows and connector calls, and
+    # the test-only activation tick (`bankhook-scheduler psd2-tick`).
+    "BANKHOOK_PSD2_TEST_CLOCK": "true",
+    "BANKHOOK_PSD2_AGGREGATION_WINDOW_S": "8",
+    "BANKHOOK_PSD2_CONNECTOR_TIMEOUT_MS": "2000",
+    "BANKHOOK_PSD2_CONNECTOR_ATTEMPTS": "3",
+    "BANKHOOK_PSD2_CONNECTOR_RETRY_MS": "500",
 }
 
 
