@@ -609,7 +609,8 @@ static int insert_config(struct bh_request *req, const struct config_req *c)
 		.created_by_user_id = req->caller.user_id,
 	};
 	json_t *row;
-	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	if (rc < 0)
 		rc = strcmp(bh_db_sqlstate(req->db), "23505") == 0 ? 1 : -1;
 	else if (rc == 0) {

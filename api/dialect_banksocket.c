@@ -169,7 +169,8 @@ static void create_webhook(struct bh_request *req)
 		.enabled = true,
 		.created_by_user_id = req->caller.user_id,
 	};
-	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
 	if (rc != 0) {
 		json_decref(options);

@@ -297,7 +297,8 @@ static void create_account_webhook(struct bh_request *req)
 		.enabled = active,
 		.created_by_user_id = req->caller.user_id,
 	};
-	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
 	json_decref(options);
 	free(description);
@@ -515,7 +516,8 @@ static void create_notification_webhook(struct bh_request *req, const char *bank
 		.enabled = true,
 		.created_by_user_id = req->caller.user_id,
 	};
-	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
 	json_decref(options);
 	if (rc == BH_SUB_LIMIT) {

@@ -31,9 +31,9 @@ struct bh_server {
  */
 struct conn_ctx {
 	struct bh_buf body;
-	bool started;	  /* the access handler has seen this request */
-	bool replied;	  /* a response was queued before the body was read */
-	size_t uri_len;	  /* the raw request-target, query string included */
+	bool started;	/* the access handler has seen this request */
+	bool replied;	/* a response was queued before the body was read */
+	size_t uri_len; /* the raw request-target, query string included */
 	int64_t start_ms;
 };
 
