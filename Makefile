@@ -5,6 +5,7 @@
 #   make up / down       the same stack in the background / stop it
 #   make test            unit tests + end-to-end tests on a private stack
 #   make bench           the benchmark (PRODUCT.md section 9)
+#   make soak            mixed load + faults for SOAK_SECONDS (600), then a report
 #   make SANITIZE=address,undefined test
 #   make V=1             show the commands
 
@@ -43,7 +44,7 @@ LIBCOMMON := $(BUILD)/libbankhook.a
 PROGRAMS  := $(BIN)/bankhook-api $(BIN)/bankhook-scheduler $(BIN)/bankhook-worker
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean setup run up down test unit e2e bench format format-check
+.PHONY: all clean setup run up down test unit e2e bench soak format format-check
 
 all: $(PROGRAMS)
 
@@ -106,6 +107,10 @@ test: setup all $(UNIT_TESTS)
 
 bench: setup all $(BIN)/bankhook-bench-receiver
 	$(Q)python3 tests/bench/bench.py
+
+# Mixed load with a worker kill and a Kafka restart; SOAK_SECONDS (600).
+soak: setup all
+	$(Q)python3 tests/soak/soak.py
 
 format:
 	$(Q)clang-format -i $(COMMON_SRC) $(API_SRC) $(SCHEDULER_SRC) $(WORKER_SRC) common/*.h

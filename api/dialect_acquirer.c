@@ -65,6 +65,9 @@ enum rs {
 	RS_TOO_LARGE,
 	RS_CONFIG_NOT_FOUND,
 	RS_CONFIG_CONFLICT,
+	RS_CONFIG_LIMIT,
+	RS_URI_TOO_LONG,
+	RS_HEADERS_TOO_LARGE,
 	RS_NO_RESOURCE,
 	RS_METHOD,
 	RS_RATE_LIMITED,
@@ -93,6 +96,9 @@ static const struct {
 	[RS_TOO_LARGE] = {"306", 413, "Body too large"},
 	[RS_CONFIG_NOT_FOUND] = {"401", 404, "Configuration not found"},
 	[RS_CONFIG_CONFLICT] = {"402", 409, "Configuration conflict"},
+	[RS_CONFIG_LIMIT] = {"403", 409, "Configuration limit reached"},
+	[RS_URI_TOO_LONG] = {"203", 414, "URI too long"},
+	[RS_HEADERS_TOO_LARGE] = {"105", 431, "Headers too large"},
 	[RS_NO_RESOURCE] = {"404", 404, "Resource not found"},
 	[RS_METHOD] = {"405", 405, "Method not allowed"},
 	[RS_RATE_LIMITED] = {"429", 429, "Too many requests"},
@@ -162,8 +168,17 @@ static void reply_error(struct bh_request *req, unsigned int status, const char 
 	case 415:
 		rs = RS_MEDIA_TYPE;
 		break;
+	case 409: /* the server raises 409 only for api.max_subscriptions */
+		rs = RS_CONFIG_LIMIT;
+		break;
+	case 414:
+		rs = RS_URI_TOO_LONG;
+		break;
 	case 429:
 		rs = RS_RATE_LIMITED;
+		break;
+	case 431:
+		rs = RS_HEADERS_TOO_LARGE;
 		break;
 	case 503:
 		rs = RS_UNAVAILABLE;
@@ -245,7 +260,7 @@ static int check_headers(struct bh_request *req)
 			     "x-ibm-client-id: does not belong to the token's client.");
 		return -1;
 	}
-	return 0;
+	return bh_api_rate_limit(req, token);
 }
 
 static int check_version(struct bh_request *req)
@@ -574,7 +589,10 @@ static int find_config(struct bh_request *req, const char *code, char **id, char
 	return rc;
 }
 
-/* Creates the configuration; 0, 1 when another request created it first, -1 on error. */
+/*
+ * Creates the configuration; 0, 1 when another request created it first,
+ * BH_SUB_LIMIT when the client has api.max_subscriptions already, -1 on error.
+ */
 static int insert_config(struct bh_request *req, const struct config_req *c)
 {
 	json_t *types = json_pack("[s]", "payment.updated");
@@ -591,11 +609,12 @@ static int insert_config(struct bh_request *req, const struct config_req *c)
 		.enabled = true,
 		.created_by_user_id = req->caller.user_id,
 	};
-	json_t *row = bh_sub_insert(bh_api_db(req), &n);
-	int rc = 0;
-	if (row == NULL)
+	json_t *row;
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
+	if (rc < 0)
 		rc = strcmp(bh_db_sqlstate(req->db), "23505") == 0 ? 1 : -1;
-	else {
+	else if (rc == 0) {
 		struct bh_log_ctx ctx = {.subscription =
 						 json_string_value(json_object_get(row, "id"))};
 		bh_info_ctx(&ctx, "created acquirer configuration %s for %s/%s", c->code,
@@ -685,6 +704,10 @@ static void put_config(struct bh_request *req)
 			rc = insert_config(req, &c);
 			if (rc < 0) {
 				bh_api_reply_db_error(req, "create acquirer configuration");
+				goto out;
+			}
+			if (rc == BH_SUB_LIMIT) {
+				bh_api_reply_subscription_limit(req);
 				goto out;
 			}
 			if (rc > 0)

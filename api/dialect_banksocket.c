@@ -84,7 +84,7 @@ static int authenticate(struct bh_request *req)
 				   "Authentication: the token is not valid.");
 		return -1;
 	}
-	return 0;
+	return bh_api_rate_limit(req, token);
 }
 
 /* A webhook as Banksocket shows it. */
@@ -169,11 +169,15 @@ static void create_webhook(struct bh_request *req)
 		.enabled = true,
 		.created_by_user_id = req->caller.user_id,
 	};
-	row = bh_sub_insert(bh_api_db(req), &n);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
-	if (row == NULL) {
+	if (rc != 0) {
 		json_decref(options);
-		bh_api_reply_db_error(req, "create Banksocket webhook");
+		if (rc == BH_SUB_LIMIT)
+			bh_api_reply_subscription_limit(req);
+		else
+			bh_api_reply_db_error(req, "create Banksocket webhook");
 		goto out;
 	}
 	const char *id = json_string_value(json_object_get(row, "id"));

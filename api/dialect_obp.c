@@ -298,11 +298,16 @@ static void create_account_webhook(struct bh_request *req)
 		.enabled = active,
 		.created_by_user_id = req->caller.user_id,
 	};
-	row = bh_sub_insert(bh_api_db(req), &n);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
 	json_decref(options);
 	free(description);
-	if (row == NULL) {
+	if (rc == BH_SUB_LIMIT) {
+		bh_api_reply_subscription_limit(req);
+		goto out;
+	}
+	if (rc < 0) {
 		bh_api_reply_db_error(req, "create account webhook");
 		goto out;
 	}
@@ -512,10 +517,15 @@ static void create_notification_webhook(struct bh_request *req, const char *bank
 		.enabled = true,
 		.created_by_user_id = req->caller.user_id,
 	};
-	row = bh_sub_insert(bh_api_db(req), &n);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	json_decref(types);
 	json_decref(options);
-	if (row == NULL) {
+	if (rc == BH_SUB_LIMIT) {
+		bh_api_reply_subscription_limit(req);
+		goto out;
+	}
+	if (rc < 0) {
 		bh_api_reply_db_error(req, "create notification webhook");
 		goto out;
 	}

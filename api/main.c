@@ -21,6 +21,8 @@
 #include "server.h"
 
 #define PRODUCER_TIMEOUT_MS 10000
+/* Rate-limit buckets: more tokens in use at once than this share slots by recency. */
+#define RATELIMIT_SLOTS 4096
 #define DRAIN_MS 20000
 
 /* Set by the signal handler only; the main loop notices it. */
@@ -132,7 +134,11 @@ static int serve(const struct bh_config *cfg)
 		bh_error("%s", err);
 		goto out;
 	}
-	/* 3. the bootstrap admin token, before anyone can present it */
+	/* 3. the per-token rate limit (0: none) */
+	if (cfg->api_rate_limit_per_s > 0)
+		api.ratelimit = bh_ratelimit_new(cfg->api_rate_limit_per_s,
+						 cfg->api_rate_limit_burst, RATELIMIT_SLOTS);
+	/* 4. the bootstrap admin token, before anyone can present it */
 	if (cfg->api_admin_token[0] != '\0') {
 		struct bh_db *db = bh_db_pool_get(api.pool);
 		int brc = bh_identity_bootstrap_admin(db, cfg->api_admin_token);
@@ -142,7 +148,7 @@ static int serve(const struct bh_config *cfg)
 		if (brc < 0)
 			goto out;
 	}
-	/* 4. the listener, last, so no request arrives before the rest is ready */
+	/* 5. the listener, last, so no request arrives before the rest is ready */
 	srv = bh_server_start(&api, err, sizeof(err));
 	if (srv == NULL) {
 		bh_error("%s", err);
@@ -158,8 +164,9 @@ static int serve(const struct bh_config *cfg)
 	bh_info("stopping: finishing requests in flight");
 	rc = 0;
 out:
-	/* free, in reverse: listener (draining requests), producer, pool */
+	/* free, in reverse: listener (draining requests), limiter, producer, pool */
 	bh_server_stop(srv, DRAIN_MS);
+	bh_ratelimit_free(api.ratelimit);
 	bh_kafka_producer_free(api.producer);
 	bh_db_pool_free(api.pool);
 	return rc;

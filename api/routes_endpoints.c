@@ -227,8 +227,13 @@ static void create_endpoint(struct bh_request *req)
 		.rate_limit_per_s = p.rate_limit_per_s,
 		.created_by_user_id = req->caller.user_id,
 	};
-	json_t *row = bh_sub_insert(bh_api_db(req), &n);
-	if (row == NULL) {
+	json_t *row;
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	if (rc == BH_SUB_LIMIT) {
+		bh_api_reply_subscription_limit(req);
+		return;
+	}
+	if (rc < 0) {
 		if (strcmp(bh_db_sqlstate(req->db), "23503") == 0)
 			bh_api_reply_error(req, 400, "invalid_field", "client_id: no such client");
 		else

@@ -25,10 +25,15 @@ struct bh_server {
 	atomic_int in_flight; /* requests between their first call and completion */
 };
 
-/* Per-request state, from the first call of the access handler to completion. */
+/*
+ * Per-request state, from the request line (the URI log callback) to
+ * completion.
+ */
 struct conn_ctx {
 	struct bh_buf body;
-	bool replied; /* a response was queued before the body was read */
+	bool started;	/* the access handler has seen this request */
+	bool replied;	/* a response was queued before the body was read */
+	size_t uri_len; /* the raw request-target, query string included */
 	int64_t start_ms;
 };
 
@@ -131,6 +136,14 @@ static void reply_error_obp(struct bh_request *req, unsigned int status, const c
 		break;
 	case 429:
 		bh_api_reply_obp(req, status, "OBP-10018: Too Many Requests.");
+		break;
+	case 409:
+		/* bankhook's own: OBP-API has no webhook limit (docs/DIALECTS.md) */
+		bh_api_reply_obp(req, status, "OBP-39001: Webhook limit reached. %s", msg);
+		break;
+	case 414:
+	case 431:
+		bh_api_reply_obp(req, status, "OBP-10001: Incorrect request. %s", msg);
 		break;
 	default:
 		if (status >= 400 && status < 500)
@@ -440,7 +453,34 @@ static int authenticate(struct bh_request *req)
 		bh_api_reply_error(req, 401, "unauthorized", "Authorization: the token is not valid.");
 		return -1;
 	}
-	return 0;
+	return bh_api_rate_limit(req, token);
+}
+
+int bh_api_rate_limit(struct bh_request *req, const char *token)
+{
+	if (req->api->ratelimit == NULL)
+		return 0;
+	int wait_s = bh_ratelimit_take(req->api->ratelimit, token, bh_mono_ms());
+	if (wait_s == 0)
+		return 0;
+	char retry[16];
+	snprintf(retry, sizeof(retry), "%d", wait_s);
+	bh_api_reply_error(req, 429, "rate_limited",
+			   "Authorization: this token is over the API rate limit of %d requests a"
+			   " second (burst %d); retry after %d s.",
+			   req->api->cfg->api_rate_limit_per_s, req->api->cfg->api_rate_limit_burst,
+			   wait_s);
+	bh_api_reply_header(req, "Retry-After", retry);
+	return -1;
+}
+
+void bh_api_reply_subscription_limit(struct bh_request *req)
+{
+	bh_api_reply_error(req, 409, "subscription_limit",
+			   "api.max_subscriptions: this client already has the limit of %d"
+			   " subscriptions (webhooks, endpoints, configurations, in every"
+			   " dialect); delete one first.",
+			   req->api->cfg->api_max_subscriptions);
 }
 
 /* "application/json", optionally followed by parameters. */
@@ -567,9 +607,14 @@ static void request_free(struct bh_request *req)
 	}
 }
 
-/* Replies 413 before reading a body whose declared length is over the limit. */
-static enum MHD_Result reply_too_large(struct bh_server *srv, struct MHD_Connection *conn,
-				       const char *method, const char *url)
+/*
+ * Replies with an error before the body is read (the request line, the
+ * headers or the declared length are over a limit), in the envelope of
+ * the route the path would reach.
+ */
+static enum MHD_Result reply_early(struct bh_server *srv, struct MHD_Connection *conn,
+				   const char *method, const char *url, unsigned int status,
+				   const char *code, const char *msg)
 {
 	struct bh_request req = {.api = srv->api, .method = method, .path = url, .conn = conn};
 	char *allow = NULL;
@@ -577,12 +622,65 @@ static enum MHD_Result reply_too_large(struct bh_server *srv, struct MHD_Connect
 	free(allow);
 	req.obp = r != NULL && r->obp;
 	req.reply_error = r != NULL ? r->reply_error : path_reply_error(url);
-	bh_api_reply_error(&req, 413, "body_too_large", "body: larger than the limit of %d bytes.",
-			   srv->api->cfg->api_body_limit);
+	bh_api_reply_error(&req, status, code, "%s", msg);
 	enum MHD_Result ret = queue_reply(conn, &req);
-	metrics_count(r ? r->pattern : "unmatched", 413);
+	metrics_count(r ? r->pattern : "unmatched", status);
 	request_free(&req);
+	bh_info("%s %.200s -> %u (%s)", method, url, status, code);
 	return ret;
+}
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				  const char *value)
+{
+	(void)kind;
+	/* "name: value\r\n", as the client sent it (near enough) */
+	*(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* The first call for a request: checks its size limits; MHD_YES to go on reading. */
+static enum MHD_Result request_start(struct bh_server *srv, struct MHD_Connection *conn,
+				     struct conn_ctx *ctx, const char *method, const char *url)
+{
+	const struct bh_config *cfg = srv->api->cfg;
+	char msg[160];
+	if (ctx->uri_len > (size_t)cfg->api_max_url_bytes) {
+		ctx->replied = true;
+		snprintf(msg, sizeof(msg), "url: longer than the limit of %d bytes.",
+			 cfg->api_max_url_bytes);
+		return reply_early(srv, conn, method, url, 414, "uri_too_long", msg);
+	}
+	size_t header_bytes = 0;
+	(void)MHD_get_connection_values(conn, MHD_HEADER_KIND, sum_header, &header_bytes);
+	if (header_bytes > (size_t)cfg->api_max_header_bytes) {
+		ctx->replied = true;
+		snprintf(msg, sizeof(msg), "headers: larger than the limit of %d bytes together.",
+			 cfg->api_max_header_bytes);
+		return reply_early(srv, conn, method, url, 431, "headers_too_large", msg);
+	}
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	long long n;
+	if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 && n > cfg->api_body_limit) {
+		ctx->replied = true;
+		snprintf(msg, sizeof(msg), "body: larger than the limit of %d bytes.",
+			 cfg->api_body_limit);
+		return reply_early(srv, conn, method, url, 413, "body_too_large", msg);
+	}
+	return MHD_YES;
+}
+
+/* The URI log callback: runs once the request line is read, before the headers. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)conn;
+	struct bh_server *srv = cls;
+	struct conn_ctx *ctx = bh_xcalloc(1, sizeof(*ctx));
+	bh_buf_init(&ctx->body, (size_t)srv->api->cfg->api_body_limit);
+	ctx->uri_len = strlen(uri);
+	ctx->start_ms = bh_mono_ms();
+	return ctx; /* becomes *con_cls; freed in on_completed */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -592,21 +690,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	struct bh_server *srv = cls;
 	struct conn_ctx *ctx = *con_cls;
-	if (ctx == NULL) {
-		ctx = bh_xcalloc(1, sizeof(*ctx));
-		bh_buf_init(&ctx->body, (size_t)srv->api->cfg->api_body_limit);
-		ctx->start_ms = bh_mono_ms();
-		*con_cls = ctx; /* freed in on_completed */
+	if (ctx == NULL) { /* the URI callback always sets it; not if MHD changes that */
+		ctx = on_uri(srv, url, conn);
+		*con_cls = ctx;
+	}
+	if (!ctx->started) {
+		ctx->started = true;
 		atomic_fetch_add(&srv->in_flight, 1);
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		long long n;
-		if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 &&
-		    n > srv->api->cfg->api_body_limit) {
-			ctx->replied = true;
-			return reply_too_large(srv, conn, method, url);
-		}
-		return MHD_YES;
+		return request_start(srv, conn, ctx, method, url);
 	}
 	if (*upload_data_size > 0) {
 		/* Past the cap the rest is read and dropped, then answered with 413. */
@@ -644,9 +735,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (ctx == NULL)
 		return;
 	bh_buf_free(&ctx->body);
+	if (ctx->started)
+		atomic_fetch_sub(&srv->in_flight, 1);
 	free(ctx);
 	*con_cls = NULL;
-	atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -687,13 +779,25 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 	 * polling thread one slow acknowledgement would stall every other
 	 * connection of that thread, /healthz included. The connection limit
 	 * bounds the threads; ITC is what MHD_quiesce_daemon needs.
+	 *
+	 * Slow clients: an idle connection is closed after the timeout, and
+	 * one address holds at most max_connections_per_ip of them. The memory
+	 * limit lets a request line and headers up to our own limits through
+	 * to request_start (which answers in the route's envelope); beyond it
+	 * libmicrohttpd answers 414/431 by itself.
 	 */
+	const struct bh_config *cfg = api->cfg;
+	size_t mem_limit = (size_t)cfg->api_max_url_bytes + (size_t)cfg->api_max_header_bytes +
+			   32 * 1024;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)api->cfg->api_port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
 		(struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(api->cfg->api_threads * 64),
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned int)(cfg->api_threads * 64), MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned int)cfg->api_connection_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned int)cfg->api_max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		mem_limit, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		snprintf(errbuf, errlen, "cannot listen on %s:%d (address in use?)", api->cfg->api_host,
 			 api->cfg->api_port);

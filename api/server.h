@@ -18,6 +18,7 @@
 #include "config.h"
 #include "db.h"
 #include "kafka.h"
+#include "ratelimit.h"
 #include "util.h"
 
 #define BH_API_MAX_PARAMS 4
@@ -36,6 +37,7 @@ struct bh_api {
 	const struct bh_config *cfg;
 	struct bh_db_pool *pool;
 	struct bh_kafka_producer *producer;
+	struct bh_ratelimit *ratelimit; /* per-token API rate limit; NULL: none */
 };
 
 /* The authenticated caller. */
@@ -174,6 +176,19 @@ void bh_api_reply_db_error(struct bh_request *req, const char *what);
  * replies 400 and returns -1.
  */
 int bh_api_query_limit(struct bh_request *req, int *out) BH_MUSTCHECK;
+
+/*
+ * The per-token API rate limit (api.rate_limit_per_s), for the dialects
+ * that authenticate by themselves; call it once the token is known to be
+ * valid. 0, or -1 with a 429 and Retry-After set in the route's envelope.
+ */
+int bh_api_rate_limit(struct bh_request *req, const char *token) BH_MUSTCHECK;
+
+/*
+ * Replies 409 subscription_limit in the route's envelope: the caller's
+ * client has api.max_subscriptions subscriptions already.
+ */
+void bh_api_reply_subscription_limit(struct bh_request *req);
 
 /* Appends the request counters in Prometheus text format. */
 void bh_server_metrics(struct bh_buf *out);

@@ -23,6 +23,14 @@ struct bh_config {
 	char *api_admin_token;
 	bool api_test_endpoints; /* test-only routes (clock ticks); never in production */
 	char *api_openapi_path;  /* served at GET /openapi.yaml; relative to the working dir */
+	/* abuse limits (docs/DESIGN.md "Abuse limits") */
+	int api_rate_limit_per_s; /* per-token refill rate; 0: no rate limit */
+	int api_rate_limit_burst; /* per-token bucket size */
+	int api_max_subscriptions; /* per client, over every dialect */
+	int api_max_url_bytes;
+	int api_max_header_bytes; /* all request headers together */
+	int api_connection_timeout_s; /* an idle connection is closed after this */
+	int api_max_connections_per_ip;
 	/* database */
 	char *db_url;
 	char *db_migrations_dir;

@@ -468,6 +468,45 @@ out:
 	return rc;
 }
 
+int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max, json_t **out)
+{
+	const char *params[] = {n->client_id};
+	*out = NULL;
+	if (bh_db_begin(db) < 0)
+		return -1;
+	/*
+	 * Locking the client's row makes a second creation for the client wait
+	 * until this one commits; the count, a statement of its own, then sees
+	 * it. NO KEY UPDATE leaves foreign-key checks on the row unblocked.
+	 */
+	PGresult *res = bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1,
+				    params);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	res = bh_db_query(db, "SELECT count(*) FROM subscriptions WHERE client_id = $1", 1, params);
+	if (res == NULL)
+		goto fail;
+	long long count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (count >= max) {
+		bh_db_rollback(db);
+		return BH_SUB_LIMIT;
+	}
+	*out = bh_sub_insert(db, n);
+	if (*out == NULL)
+		goto fail;
+	if (bh_db_commit(db) < 0) {
+		json_decref(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+fail:
+	bh_db_rollback(db); /* keeps the failed statement's sqlstate */
+	return -1;
+}
+
 json_t *bh_sub_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,
 			 char *errbuf, size_t errlen)
 {

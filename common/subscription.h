@@ -113,6 +113,17 @@ struct bh_sub_new {
  */
 json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK;
 
+#define BH_SUB_LIMIT 2
+/*
+ * bh_sub_insert, unless n->client_id already has max subscriptions (of
+ * every kind): then BH_SUB_LIMIT and nothing written. Concurrent calls for
+ * one client are serialised, so the cap holds under races. 0 with *out
+ * as bh_sub_insert returns it, BH_SUB_LIMIT, or -1 (bh_db_sqlstate() says
+ * why, as for bh_sub_insert). Not within a caller's transaction.
+ */
+int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max, json_t **out)
+	BH_MUSTCHECK;
+
 /* The SELECT list bh_sub_row_json() reads, for queries elsewhere. */
 #define BH_SUB_COLUMNS                                                                      \
 	"s.id, s.client_id, s.kind, s.url, s.description, s.event_types::text, s.bank_id, "  \

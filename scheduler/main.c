@@ -243,8 +243,13 @@ static int dispatch_batch(struct scheduler *s)
 	}
 	int failed = n > 0 ? bh_kafka_flush(s->producer, PRODUCE_TIMEOUT_MS + 1000) : 0;
 	if (queued < n || failed != 0) {
-		bh_warn("kafka did not take %d delivery jobs; claims rolled back",
-			queued < n ? n - queued : failed);
+		/* failed < 0: the flush timed out, so how many got through is unknown */
+		if (queued < n || failed > 0)
+			bh_warn("kafka did not take %d of %d delivery jobs; claims rolled back",
+				queued < n ? n - queued : failed, n);
+		else
+			bh_warn("kafka did not acknowledge %d delivery jobs in time; claims rolled back",
+				n);
 		goto out;
 	}
 	if (bh_db_commit(s->db) < 0) {

@@ -64,6 +64,13 @@ static void check_defaults(const struct bh_config *cfg)
 	assert_string_equal(cfg->api_host, "127.0.0.1");
 	assert_int_equal(cfg->api_port, 8080);
 	assert_int_equal(cfg->api_body_limit, 1048576);
+	assert_int_equal(cfg->api_rate_limit_per_s, 100);
+	assert_int_equal(cfg->api_rate_limit_burst, 200);
+	assert_int_equal(cfg->api_max_subscriptions, 1000);
+	assert_int_equal(cfg->api_max_url_bytes, 8192);
+	assert_int_equal(cfg->api_max_header_bytes, 16384);
+	assert_int_equal(cfg->api_connection_timeout_s, 30);
+	assert_int_equal(cfg->api_max_connections_per_ip, 64);
 	assert_string_equal(cfg->db_url, "postgresql://postgres@127.0.0.1:55432/bankhook");
 	assert_string_equal(cfg->kafka_brokers, "127.0.0.1:9092");
 	assert_string_equal(cfg->topic_events, "bankhook.events");
