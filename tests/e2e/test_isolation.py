@@ -71,9 +71,11 @@ class Tenant:
         self.acquirer_id, self.merchant_id = "7" * 25, "8" * 10
 
     # one call per dialect's way of authenticating
-    def native(self, method: str, path: str, **kw) -> requests.Response:
+    def native(self, method: str, path: str, headers: dict | None = None,
+               **kw) -> requests.Response:
         return requests.request(method, self.base + path, timeout=15,
-                                headers={"Authorization": f"Bearer {self.token}"}, **kw)
+                                headers={"Authorization": f"Bearer {self.token}",
+                                         **(headers or {})}, **kw)
 
     def obp(self, method: str, version: str, path: str, **kw) -> requests.Response:
         return requests.request(method, f"{self.base}/obp/{version}{path}", timeout=15,
@@ -129,6 +131,9 @@ class World:
                         " ON d.id = a.delivery_id JOIN subscriptions s"
                         f" ON s.id = d.subscription_id WHERE s.client_id = '{c}'",
             "consents": f"SELECT row_to_json(x)::text FROM consents x WHERE client_id = '{c}'",
+            "psd2_settings": f"SELECT row_to_json(x)::text FROM psd2_settings x"
+                             f" WHERE client_id = '{c}'",
+            "psd2_tasks": f"SELECT row_to_json(x)::text FROM psd2_tasks x WHERE client_id = '{c}'",
             "bank": f"SELECT row_to_json(x)::text FROM banks x WHERE bank_id = '{self.bank}'",
         }
         return {name: self.stack.sql(f"SELECT md5(coalesce(string_agg(r, ',' ORDER BY r), ''))"
@@ -185,6 +190,21 @@ def world(stack, admin):
 
     dels = wait_until(settled, 60, "B's deliveries to settle")
     ids["delivery"] = next(d["id"] for d in dels if d["endpoint_id"] == ids["endpoint"])
+
+    # PSD2: B's consent (an account at this bank, which has no connector),
+    # pending application-webhook settings, and a finished refresh task
+    ids["consent"] = unique("iso-consent")
+    admin.expect("PUT", f"/v1/consents/{ids['consent']}", 201, json={
+        "client_id": b.client_id, "accounts": [{"account_id": unique("iso-acc"),
+                                                "bank_code": "IS"}]})
+    r = b.native("PUT", "/tpp/v1/webhook-settings", json={
+        "enabled": True, "endpoint": rx.url("/b-tpp"), "securityHeader": "Basic bsecret"})
+    assert r.status_code == 200, r.text
+    r = b.native("PUT", "/tpp/v1/refresh", headers={"Consent-ID": ids["consent"]})
+    assert r.status_code == 202, r.text
+    ids["task"] = r.json()["taskId"]
+    wait_until(lambda: b.native("GET", f"/tpp/v1/refresh/{ids['task']}").json()["status"]
+               == "COMPLETED", 90, "B's refresh task to complete")
     yield World(stack, admin, a, b, bank, account, ids)
     # B's subscriptions at this bank would receive later tests' events otherwise
     for key in ("endpoint", "obp_account_webhook", "obp_notification_webhook"):
@@ -394,6 +414,27 @@ def acq_list(w: World) -> None:
     assert w.ids["acquirer_code"] not in r.text
 
 
+# -- PSD2 application webhooks (the settings are always the caller's own)
+
+def tpp_get_settings(w: World) -> None:
+    r = w.a.native("GET", "/tpp/v1/webhook-settings")
+    no_b_items(w, r)
+    assert "bsecret" not in r.text and "/b-tpp" not in r.text, r.text
+
+
+def tpp_put_settings(w: World) -> None:
+    r = w.a.native("PUT", "/tpp/v1/webhook-settings", json={
+        "enabled": True, "endpoint": "http://127.0.0.1:9/a-tpp", "securityHeader": "a"})
+    assert r.status_code == 200, r.text
+    assert r.json()["pending"]["endpoint"] == "http://127.0.0.1:9/a-tpp", r.text
+
+
+def tpp_refresh(w: World) -> None:
+    for kw in ({"headers": {"Consent-ID": w.ids["consent"]}},
+               {"json": {"consentId": w.ids["consent"]}}):
+        native_refused(w.a.native("PUT", "/tpp/v1/refresh", **kw), (404,))
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -435,6 +476,18 @@ CASES: dict[str, Case] = {
         w.a.native("GET", f"/v1/deliveries/{w.ids['delivery']}"), (404,))),
     "POST /v1/deliveries/{id}/retry": attack(lambda w: native_refused(
         w.a.native("POST", f"/v1/deliveries/{w.ids['delivery']}/retry"), (404,))),
+    "PUT /v1/consents/{consent_id}": attack(lambda w: native_refused(
+        w.a.native("PUT", f"/v1/consents/{w.ids['consent']}", json={
+            "client_id": w.a.client_id, "accounts": []}), (403,))),
+    "GET /v1/consents/{consent_id}": attack(lambda w: native_refused(
+        w.a.native("GET", f"/v1/consents/{w.ids['consent']}"), (404,))),
+    "GET /tpp/v1/webhook-settings": listing(tpp_get_settings),
+    "PUT /tpp/v1/webhook-settings": attack(tpp_put_settings),
+    "PUT /tpp/v1/refresh": attack(tpp_refresh),
+    "GET /tpp/v1/refresh/{taskId}": attack(lambda w: native_refused(
+        w.a.native("GET", f"/tpp/v1/refresh/{w.ids['task']}"), (404,))),
+    "GET /openapi.yaml": public("the API description, the same for everyone",
+                                public_probe("/openapi.yaml")),
     "PUT /v1/banks/{bank_id}": attack(lambda w: native_refused(
         w.a.native("PUT", f"/v1/banks/{w.bank}", json={"name": "taken"}), (403,))),
     **{k: c for v in OBP_VERSIONS for k, c in obp_cases(v).items()},
