@@ -657,25 +657,34 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 	pump(s, ep);
 }
 
-void bh_sender_run(struct bh_sender *s, int timeout_ms)
+/* Reports every transfer that ended; their slots go to waiting jobs. */
+static void collect(struct bh_sender *s)
 {
-	int running = 0;
-	pump_throttled(s);
-	curl_multi_perform(s->multi, &running);
-	int wake = bh_sender_wake_ms(s);
-	if ((s->in_flight > 0 || wake >= 0) && timeout_ms > 0) {
-		/* Wake for the next token too; curl_multi_poll waits even with no transfer. */
-		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
-		if (wait > 0)
-			curl_multi_poll(s->multi, NULL, 0, wait, NULL);
-		pump_throttled(s);
-		curl_multi_perform(s->multi, &running);
-	}
 	CURLMsg *msg;
 	int left;
 	while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
 		if (msg->msg == CURLMSG_DONE)
 			finish(s, msg->easy_handle, msg->data.result);
+	}
+}
+
+void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd)
+{
+	int running = 0;
+	pump_throttled(s);
+	curl_multi_perform(s->multi, &running);
+	collect(s);
+	if (timeout_ms > 0) {
+		/* Wake for the next token too; curl_multi_poll waits even with no transfer. */
+		int wake = bh_sender_wake_ms(s);
+		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
+		struct curl_waitfd extra = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
+		if (wait > 0)
+			curl_multi_poll(s->multi, wake_fd >= 0 ? &extra : NULL, wake_fd >= 0 ? 1 : 0,
+					wait, NULL);
+		pump_throttled(s);
+		curl_multi_perform(s->multi, &running);
+		collect(s);
 	}
 }
 

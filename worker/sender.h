@@ -65,8 +65,12 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 				char *errbuf, size_t errlen);
 /* Takes ownership of job: starts it, queues it, or drops it (see above). */
 void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job);
-/* Drives transfers for up to timeout_ms, reporting each finished one. */
-void bh_sender_run(struct bh_sender *s, int timeout_ms);
+/*
+ * Drives transfers, reporting each finished one. With timeout_ms > 0 it
+ * first waits that long at most for a socket, a rate-limit token or
+ * wake_fd (-1: none) to become readable; the caller drains wake_fd.
+ */
+void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd);
 int bh_sender_in_flight(const struct bh_sender *s);
 /* Jobs waiting here for a slot or a token, over every subscription. */
 int bh_sender_queued(const struct bh_sender *s);

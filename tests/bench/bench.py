@@ -208,43 +208,91 @@ class CpuMeter:
 
 
 class WaitSampler:
-    """Where the worker's main thread spends its time, sampled from
-    /proc/PID/syscall at 200 Hz (perf has no hardware counters in most VMs;
-    this works anywhere). libpq waits in poll() on its one socket; curl's
-    multi poll watches several; librdkafka's queue waits are futexes."""
+    """Where the worker's own threads (I/O = main, bh-store, bh-record)
+    spend their time, sampled from /proc/PID/task/TID/syscall at 200 Hz
+    (perf has no hardware counters in most VMs; this works anywhere), plus
+    each thread's run-queue wait from schedstat: on a shared machine "on
+    CPU" includes waiting for one. libpq waits in poll() on its one socket;
+    curl's multi poll watches several; futexes are queue waits."""
+
+    THREADS = ("bankhook-worker", "bh-store", "bh-record")
 
     def __init__(self, pid: int):
         self.pid = pid
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.sched0 = self._sched()
+        self.t0 = time.monotonic()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _classify(self) -> str | None:
+    def _tasks(self) -> dict[str, Path]:
+        out = {}
         try:
-            f = Path(f"/proc/{self.pid}/syscall").read_text().split()
+            for t in Path(f"/proc/{self.pid}/task").iterdir():
+                try:
+                    name = (t / "comm").read_text().strip()
+                except OSError:
+                    continue
+                if name in self.THREADS:
+                    out[name] = t
+        except OSError:
+            pass
+        return out
+
+    def _sched(self) -> dict[str, tuple[int, int]]:
+        """(ns on CPU, ns waiting for a CPU) per thread."""
+        out = {}
+        for name, t in self._tasks().items():
+            try:
+                f = (t / "schedstat").read_text().split()
+                out[name] = (int(f[0]), int(f[1]))
+            except (OSError, IndexError, ValueError):
+                pass
+        return out
+
+    @staticmethod
+    def _classify(task: Path) -> str | None:
+        try:
+            f = (task / "syscall").read_text().split()
         except OSError:
             return None
         if not f or f[0] == "running":
-            return "on CPU"
+            return "running"
         if f[0] == "7" and len(f) > 2:  # poll(fds, nfds, timeout)
             return "waiting for PostgreSQL" if int(f[2], 16) == 1 else "waiting for HTTP"
         if f[0] == "202":
-            return "waiting for Kafka"
+            return "idle (futex)"
         return "other syscalls"
 
     def _run(self) -> None:
         while not self.stopping.wait(0.005):
-            what = self._classify()
-            if what:
-                self.counts[what] = self.counts.get(what, 0) + 1
+            for name, task in self._tasks().items():
+                what = self._classify(task)
+                if what:
+                    c = self.counts.setdefault(name, {})
+                    c[what] = c.get(what, 0) + 1
 
     def stop(self) -> str:
         self.stopping.set()
         self.thread.join()
-        n = sum(self.counts.values()) or 1
-        return "worker thread: " + ", ".join(
-            f"{100 * v / n:.0f}% {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        wall_ns = (time.monotonic() - self.t0) * 1e9
+        sched = self._sched()
+        parts = []
+        for name in self.THREADS:
+            c = self.counts.get(name)
+            if not c:
+                continue
+            n = sum(c.values())
+            states = ", ".join(f"{100 * v / n:.0f}% {k}"
+                               for k, v in sorted(c.items(), key=lambda kv: -kv[1]))
+            if name in sched and name in self.sched0:
+                cpu = (sched[name][0] - self.sched0[name][0]) / wall_ns
+                queued = (sched[name][1] - self.sched0[name][1]) / wall_ns
+                states += f" (on a CPU {100 * cpu:.0f}%, waiting for one {100 * queued:.0f}%)"
+            label = "I/O thread" if name == "bankhook-worker" else name
+            parts.append(f"{label}: {states}")
+        return "worker threads: " + "; ".join(parts)
 
 
 class Profiler:
@@ -373,6 +421,7 @@ def steady_latency(st: Stack, receiver: BenchReceiver, cpu: CpuMeter,
     sent = 0
     cpu.start()
     waits = WaitSampler(st.procs["worker"].pid)
+    profiler = Profiler(st, cpu, "latency")
     t0 = time.monotonic()
     try:
         while sent < total:
@@ -399,6 +448,7 @@ def steady_latency(st: Stack, receiver: BenchReceiver, cpu: CpuMeter,
         if time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    profiler.stop()
     breakdown = f"{cpu.stop()}; {waits.stop()}"
     if stats is None:
         raise RuntimeError("the bench receiver stopped answering")
