@@ -839,7 +839,7 @@ static void worker_run(struct worker *w)
 		jobs_start(w);
 		bool more = false;
 		int room = waiting_max(w) - bh_handoff_messages_waiting(w->handoff);
-		if (room > 0 &&
+		if (room > 0 && !bh_sender_congested(w->sender) &&
 		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) < BACKLOG_MAX)
 			more = kafka_read(w, room < BATCH_MAX ? room : BATCH_MAX);
 		bh_sender_run(w->sender, more ? 0 : IDLE_WAIT_MS, wake_fd);

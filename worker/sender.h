@@ -2,9 +2,12 @@
  * The worker's HTTP client: many deliveries in flight on one thread over
  * the libcurl multi interface, with a global cap and a per-subscription cap
  * so one slow receiver cannot hold everyone's slots. Jobs over a cap wait
- * in a short local queue; past that queue's bound, or once they waited half
- * a lease, they are dropped and stay 'pending' in PostgreSQL, where the
- * scheduler hands them out again when the lease runs out.
+ * in a local queue; past that queue's bound, or once they waited half a
+ * lease, or beyond a few when the receiver is slow (it stopped answering,
+ * or its queue would take more than 10 s at its pace), they are dropped
+ * and stay 'pending' in PostgreSQL, where the scheduler hands them out
+ * again when the lease runs out. A receiver that keeps up is not dropped
+ * from: bh_sender_congested tells the caller to stop reading instead.
  *
  * Per subscription the sender also keeps a token bucket when the job says
  * rate_limit_per_s (jobs over the rate wait in that subscription's queue,
@@ -74,6 +77,13 @@ void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd);
 int bh_sender_in_flight(const struct bh_sender *s);
 /* Jobs waiting here for a slot or a token, over every subscription. */
 int bh_sender_queued(const struct bh_sender *s);
+/*
+ * True while a subscription that keeps up holds a long queue: the caller
+ * stops reading Kafka until it shrinks, rather than have its jobs dropped
+ * to wait for the lease. A slow subscription never congests (its jobs past
+ * a few are left to PostgreSQL instead).
+ */
+bool bh_sender_congested(const struct bh_sender *s);
 /*
  * Milliseconds until a job held back by a rate limit may start (0: now),
  * or -1 when none waits: the caller's poll timeout, so nothing busy-loops.

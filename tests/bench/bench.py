@@ -310,8 +310,11 @@ class Profiler:
         # Backends started later are missed; the stack's connections are
         # long-lived, so every busy one exists by now.
         wanted = pids.get("worker", []) + pids.get("postgres", [])
+        # BH_BENCH_PERF_ARGS replaces the sampling options, e.g.
+        # "--call-graph dwarf -F 199" where frame pointers are missing.
+        opts = os.environ.get("BH_BENCH_PERF_ARGS", "-g -F 499").split()
         self.proc = subprocess.Popen(
-            ["perf", "record", "-g", "-F", "499", "-o", f"{out_dir}/{tag}.data",
+            ["perf", "record", *opts, "-o", f"{out_dir}/{tag}.data",
              "-p", ",".join(map(str, wanted))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
