@@ -209,6 +209,14 @@ void bh_handoff_put_finished(struct bh_handoff *h, struct bh_finished *f)
 	pthread_mutex_unlock(&h->mu);
 }
 
+int bh_handoff_finished_waiting(struct bh_handoff *h)
+{
+	pthread_mutex_lock(&h->mu);
+	int n = h->fin.n;
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
 struct bh_send_job *bh_handoff_take_jobs(struct bh_handoff *h)
 {
 	pthread_mutex_lock(&h->mu);

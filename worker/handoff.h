@@ -68,6 +68,8 @@ void bh_handoff_put_batch(struct bh_handoff *h, rd_kafka_message_t **msgs, int n
 int bh_handoff_messages_waiting(struct bh_handoff *h);
 /* Moves every entry of f into the handoff; f is left empty. */
 void bh_handoff_put_finished(struct bh_handoff *h, struct bh_finished *f);
+/* Finished attempts the record thread has not taken yet. */
+int bh_handoff_finished_waiting(struct bh_handoff *h);
 /* The jobs handed back (a list through job->next), oldest first, or NULL. */
 struct bh_send_job *bh_handoff_take_jobs(struct bh_handoff *h);
 /* Jobs handed back and not taken yet. */

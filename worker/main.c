@@ -58,12 +58,13 @@
 #define BATCH_MAX 200            /* Kafka messages read at once */
 /*
  * Kafka is not read while this many jobs wait in the sender or on their
- * way to it: the backlog stays in Kafka and PostgreSQL, not in memory, and
- * a waiting job never outlives its lease. One stuck subscription holds at
+ * way to it, or this many finished attempts wait for the record thread:
+ * the backlog stays in Kafka and PostgreSQL, not in memory, the pace is
+ * the slowest thread's, and a waiting job never outlives its lease. One stuck subscription holds at
  * most a quarter of it (the sender's per-subscription queue cap), so it
  * cannot stall the rest.
  */
-#define BACKLOG_MAX 20000
+#define BACKLOG_MAX 10000
 #define IDLE_WAIT_MS 100         /* the I/O thread's longest sleep; wake-ups are by fd */
 /*
  * Messages waiting for the store thread, at most: enough that one turn
@@ -840,7 +841,8 @@ static void worker_run(struct worker *w)
 		bool more = false;
 		int room = waiting_max(w) - bh_handoff_messages_waiting(w->handoff);
 		if (room > 0 && !bh_sender_congested(w->sender) &&
-		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) < BACKLOG_MAX)
+		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) < BACKLOG_MAX &&
+		    bh_handoff_finished_waiting(w->handoff) < BACKLOG_MAX)
 			more = kafka_read(w, room < BATCH_MAX ? room : BATCH_MAX);
 		bh_sender_run(w->sender, more ? 0 : IDLE_WAIT_MS, wake_fd);
 		bh_handoff_put_finished(w->handoff, &w->fin);

@@ -70,6 +70,9 @@ TARGET_WORKER_RSS_MB = 150
 BENCH_OVERRIDES = {
     "BH_PG_FAST": "0",
 }
+# Experiments only (the figures of record use none): BH_BENCH_ENV="KEY=VALUE
+# ..." adds settings, e.g. BANKHOOK_DELIVERY_MAX_IN_FLIGHT_PER_ENDPOINT=32.
+BENCH_OVERRIDES.update(kv.split("=", 1) for kv in os.environ.get("BH_BENCH_ENV", "").split())
 
 RUN = uuid.uuid4().hex[:8]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
