@@ -16,7 +16,7 @@ struct bh_handoff {
 	pthread_cond_t store_work;  /* a batch or ordered subscriptions to advance */
 	pthread_cond_t record_work; /* finished attempts */
 	struct bh_batch *bhead, *btail;
-	int nwaiting; /* messages in those batches */
+	int nwaiting;	/* messages in those batches */
 	char **advance; /* subscription ids, for the store thread */
 	int nadvance, aadvance;
 	struct bh_finished fin;

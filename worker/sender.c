@@ -744,8 +744,8 @@ void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd)
 		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
 		struct curl_waitfd extra = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
 		if (wait > 0)
-			curl_multi_poll(s->multi, wake_fd >= 0 ? &extra : NULL, wake_fd >= 0 ? 1 : 0,
-					wait, NULL);
+			curl_multi_poll(s->multi, wake_fd >= 0 ? &extra : NULL,
+					wake_fd >= 0 ? 1 : 0, wait, NULL);
 		pump_throttled(s);
 		curl_multi_perform(s->multi, &running);
 		collect(s);
