@@ -580,6 +580,74 @@ static int exec_json(struct bh_db *db, const char *sql, json_t *arg)
 	return rc;
 }
 
+static bool attempt_succeeded(const struct bh_attempt_result *r)
+{
+	return r->error == NULL && r->http_status >= 200 && r->http_status < 300;
+}
+
+static int rec_ptr_cmp(const void *a, const void *b)
+{
+	const struct bh_attempt_record *x = *(const struct bh_attempt_record *const *)a;
+	const struct bh_attempt_record *y = *(const struct bh_attempt_record *const *)b;
+	return strcmp(x->delivery_id, y->delivery_id);
+}
+
+/*
+ * The common case, in one statement: successes, each of a delivery that
+ * appears once in the batch. A success ends a delivery whatever its row
+ * says, so nothing is read first: the update locks and moves the row, and
+ * the attempt takes the number the update returned. Rows go in id order,
+ * as in the general path, so concurrent workers lock alike (for these
+ * sizes the plan is a nested loop over the input; were it not, a deadlock
+ * would only send the batch down the caller's one-by-one path). Sets each
+ * state: SUCCEEDED, or FAILED when the row is gone. 0 or -1.
+ */
+static int record_successes(struct bh_db *db, struct bh_attempt_record **recs, int n)
+{
+	qsort(recs, (size_t)n, sizeof(*recs), rec_ptr_cmp);
+	json_t *rows = json_array();
+	for (int i = 0; i < n; i++) {
+		const struct bh_attempt_result *r = &recs[i]->r;
+		char started[32];
+		bh_format_time(r->started_ms, started);
+		char *response = utf8_clean(r->response);
+		json_t *a = json_pack("{s:s, s:s, s:i, s:i}", "id", recs[i]->delivery_id,
+				      "started_at", started, "duration_ms", r->duration_ms,
+				      "http_status", r->http_status);
+		json_object_set_new(a, "response_body", response ? json_string(response) : json_null());
+		free(response);
+		json_array_append_new(rows, a);
+	}
+	char *text = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	const char *params[] = {text};
+	PGresult *res = bh_db_query(
+		db,
+		"WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text,"
+		"  started_at timestamptz, duration_ms int, http_status int, response_body text)),"
+		" u AS (UPDATE deliveries d SET attempts = d.attempts + 1, status = 'succeeded',"
+		"  next_attempt_at = NULL, last_http_status = x.http_status, last_error = NULL,"
+		"  updated_at = now() FROM x WHERE d.id = x.id RETURNING d.id, d.attempts)"
+		" INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status,"
+		"  response_body) SELECT u.id, u.attempts, x.started_at, x.duration_ms,"
+		"  x.http_status, x.response_body FROM u JOIN x ON x.id = u.id RETURNING delivery_id",
+		1, params);
+	free(text);
+	if (res == NULL)
+		return -1;
+	struct row_index recorded;
+	row_index_build(&recorded, res);
+	for (int i = 0; i < n; i++) {
+		/* Deleted with its subscription meanwhile: nothing to record. */
+		recs[i]->state = row_index_find(&recorded, recs[i]->delivery_id) >= 0
+					 ? BH_DELIVERY_SUCCEEDED
+					 : BH_DELIVERY_FAILED;
+	}
+	row_index_free(&recorded);
+	PQclear(res);
+	return 0;
+}
+
 int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 				struct bh_attempt_record *recs, int n, char *errbuf, size_t errlen)
 {
@@ -588,44 +656,66 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	PGresult *locked = NULL;
 	int *extra = NULL;
 	char **status = NULL;
+	bool *fast = bh_xcalloc((size_t)(n ? n : 1), sizeof(bool));
+	struct bh_attempt_record **fast_recs = bh_xcalloc((size_t)(n ? n : 1), sizeof(*fast_recs));
+	int nfast = 0;
 	json_t *ids = json_array(), *attempts = json_array(), *finals = json_object();
 	json_t *gone = json_array(), *ok = json_array(), *failing = json_array();
 	json_t *seen = json_object(); /* hashed: a flush may carry thousands of ids */
 	struct row_index by_id = {0};
 
+	/* Ids seen twice go the general way, which numbers their attempts in turn. */
 	for (int i = 0; i < n; i++) {
-		if (json_object_get(seen, recs[i].delivery_id))
+		json_t *first = json_object_get(seen, recs[i].delivery_id);
+		if (first) {
+			fast[json_integer_value(first)] = false;
 			continue;
-		json_object_set_new(seen, recs[i].delivery_id, json_true());
-		json_array_append_new(ids, json_string(recs[i].delivery_id));
+		}
+		json_object_set_new(seen, recs[i].delivery_id, json_integer(i));
+		fast[i] = attempt_succeeded(&recs[i].r);
+	}
+	for (int i = 0; i < n; i++) {
+		if (fast[i])
+			fast_recs[nfast++] = &recs[i];
+		else if (json_integer_value(json_object_get(seen, recs[i].delivery_id)) == i)
+			json_array_append_new(ids, json_string(recs[i].delivery_id));
 	}
 	if (bh_db_begin(db) < 0) {
 		snprintf(errbuf, errlen, "database: begin: %s", bh_db_errmsg(db));
 		goto out;
 	}
+	if (nfast > 0 && record_successes(db, fast_recs, nfast) < 0) {
+		snprintf(errbuf, errlen, "database: record successes: %s", bh_db_errmsg(db));
+		goto out;
+	}
 	/* Locked in id order, so two workers recording together cannot deadlock. */
 	char *text = json_dumps(ids, JSON_COMPACT);
 	const char *p1[] = {text};
-	locked = bh_db_query(db,
-			     "SELECT id, attempts, status, schedule_base FROM deliveries WHERE id IN"
-			     " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
-			     1, p1);
+	locked = json_array_size(ids) == 0
+			 ? NULL
+			 : bh_db_query(db,
+				       "SELECT id, attempts, status, schedule_base FROM deliveries WHERE id IN"
+				       " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
+				       1, p1);
 	free(text);
-	if (locked == NULL) {
+	if (json_array_size(ids) > 0 && locked == NULL) {
 		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
 		goto out;
 	}
-	int rows = PQntuples(locked);
+	int rows = locked ? PQntuples(locked) : 0;
 	extra = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(int));
 	status = bh_xcalloc((size_t)(rows ? rows : 1), sizeof(char *));
 	for (int i = 0; i < rows; i++)
 		status[i] = PQgetvalue(locked, i, 2);
-	row_index_build(&by_id, locked);
+	if (locked)
+		row_index_build(&by_id, locked);
 
 	for (int i = 0; i < n; i++) {
 		struct bh_attempt_record *rec = &recs[i];
 		const struct bh_attempt_result *r = &rec->r;
-		int row = row_index_find(&by_id, rec->delivery_id);
+		if (fast[i])
+			continue;
+		int row = locked ? row_index_find(&by_id, rec->delivery_id) : -1;
 		if (row < 0) {
 			/* Deleted with its subscription meanwhile: nothing to record. */
 			rec->state = BH_DELIVERY_FAILED;
@@ -636,7 +726,7 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 		int step = n_attempt - atoi(PQgetvalue(locked, row, 3));
 		if (step < 1)
 			step = 1;
-		bool success = r->error == NULL && r->http_status >= 200 && r->http_status < 300;
+		bool success = attempt_succeeded(r);
 		bool is_gone = r->http_status == 410;
 		int retry_after = 0;
 		if ((r->http_status == 429 || r->http_status == 503) && r->retry_after_s > 0)
@@ -684,11 +774,13 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 		json_object_set_new(finals, rec->delivery_id, f);
 		free(error);
 		free(response);
-
-		/* A subscription's last outcome in the batch decides its health. */
-		if (is_gone) {
+	}
+	/* A subscription's last outcome in the batch decides its health. */
+	for (int i = 0; i < n; i++) {
+		const struct bh_attempt_record *rec = &recs[i];
+		if (rec->r.http_status == 410) {
 			add_unique(gone, rec->subscription_id);
-		} else if (success) {
+		} else if (attempt_succeeded(&rec->r)) {
 			remove_str(failing, rec->subscription_id);
 			add_unique(ok, rec->subscription_id);
 		} else {
@@ -771,8 +863,11 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 out:
 	if (rc < 0)
 		bh_db_rollback(db);
-	row_index_free(&by_id);
+	if (locked)
+		row_index_free(&by_id);
 	PQclear(locked);
+	free(fast);
+	free(fast_recs);
 	free(extra);
 	free(status);
 	json_decref(seen);

@@ -2,8 +2,39 @@
  * bankhook-worker: consumes events and delivery jobs from Kafka, turns each
  * event into durable deliveries in PostgreSQL, and attempts them over HTTP.
  * See docs/DESIGN.md for the data flow this follows.
+ *
+ * Threads. Besides librdkafka's and the ops listener's, three of ours, so
+ * that HTTP transfers never wait for a PostgreSQL round trip or commit,
+ * and the two kinds of writes run side by side on two connections:
+ *
+ *   I/O thread (main): reads Kafka and drives every transfer over libcurl
+ *   multi (sender.c). It never touches PostgreSQL: each batch of messages
+ *   goes to the store thread as read, each finished attempt to the record
+ *   thread as it ends, and it starts the jobs the store thread hands back.
+ *   It sleeps in curl_multi_poll, woken by a socket, by librdkafka
+ *   (messages arrived) or by the store thread (jobs ready) through the
+ *   handoff's pipe.
+ *
+ *   store thread: owns a connection, the subscriptions cache and
+ *   rendering. Each turn takes every batch waiting: events and their
+ *   deliveries in one transaction, offsets stored only after the commit,
+ *   delivery jobs loaded in one query; the requests it renders go back to
+ *   the I/O thread at the end of the turn. It also claims the next
+ *   delivery of ordered subscriptions.
+ *
+ *   record thread: owns a second connection. Each turn records every
+ *   attempt finished since the last one in one transaction, and passes the
+ *   ordered subscriptions whose line moved to the store thread.
+ *
+ * A turn under load covers everything that arrived during the previous
+ * one, so transactions grow with the load and commits stay few. The
+ * threads share only the handoff (handoff.c, one mutex), the configuration
+ * (read-only) and the metrics (atomics). Kafka is not read while enough
+ * messages wait for the store thread or the sender holds BACKLOG_MAX jobs:
+ * the backlog stays in Kafka, memory stays bounded.
  */
 #include <curl/curl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +47,7 @@
 #include "db.h"
 #include "delivery.h"
 #include "event.h"
+#include "handoff.h"
 #include "kafka.h"
 #include "log.h"
 #include "ops_http.h"
@@ -23,14 +55,25 @@
 #include "subscription.h"
 #include "util.h"
 
-#define BATCH_MAX 200            /* Kafka messages per database transaction */
+#define BATCH_MAX 200            /* Kafka messages read at once */
 /*
- * Kafka is not read while this many jobs wait in the sender: the backlog
- * stays in Kafka and PostgreSQL, not in memory, and a waiting job never
- * outlives its lease. One stuck subscription holds at most a quarter of it
- * (the sender's per-subscription queue cap), so it cannot stall the rest.
+ * Kafka is not read while this many jobs wait in the sender or on their
+ * way to it, or this many finished attempts wait for the record thread:
+ * the backlog stays in Kafka and PostgreSQL, not in memory, the pace is
+ * the slowest thread's, and a waiting job never outlives its lease. One stuck subscription holds at
+ * most a quarter of it (the sender's per-subscription queue cap), so it
+ * cannot stall the rest.
  */
-#define BACKLOG_MAX 20000
+#define BACKLOG_MAX 10000
+#define IDLE_WAIT_MS 100         /* the I/O thread's longest sleep; wake-ups are by fd */
+/*
+ * Messages waiting for the store thread, at most: enough that one turn
+ * covers everything that arrived during the previous one (fewer, larger
+ * transactions under load), but only as many as make BACKLOG_MAX / 2
+ * deliveries at the fan-out seen so far, so memory stays bounded when
+ * every event matches a hundred subscriptions.
+ */
+#define WAITING_MAX 5000
 #define JOB_MAX_BYTES 4096       /* a delivery job is three ids */
 #define RETRY_PAUSE_MS 1000      /* between tries while PostgreSQL is down */
 #define DRAIN_MS 10000           /* bound on finishing transfers at shutdown */
@@ -54,7 +97,7 @@ static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 					  0.5,   1,    2.5,   5,    10,  30};
 #define NBOUNDS (sizeof(duration_bounds) / sizeof(duration_bounds[0]))
 
-/* Written by the main loop, read by the ops listener's thread. */
+/* Written by the I/O and store threads, read by the ops listener's thread. */
 struct metrics {
 	atomic_llong succeeded;
 	atomic_llong retrying;
@@ -65,24 +108,34 @@ struct metrics {
 	atomic_int in_flight;
 	atomic_llong lag;
 	atomic_bool db_ok;
+	atomic_int fanout_pct; /* deliveries per message read, x100, smoothed */
 };
 
 struct worker {
 	struct bh_config cfg;
-	struct bh_db *db;
-	rd_kafka_t *consumer;
-	struct bh_kafka_producer *producer;
-	struct bh_sender *sender;
+	struct metrics m;
+	struct bh_handoff *handoff;
+	struct bh_kafka_producer *producer; /* dead-letter queue; thread-safe */
 	struct bh_ops_http *ops;
+	/* I/O thread only */
+	rd_kafka_t *consumer;
+	rd_kafka_queue_t *consumer_queue; /* its io event wakes the I/O thread */
+	struct bh_sender *sender;
+	struct bh_finished fin; /* attempts finished in one sender pass */
+	/* store thread only (init and teardown aside) */
+	pthread_t store;
+	bool store_started;
+	struct bh_db *db;
 	struct bh_sub_set subs;
 	const struct bh_sub **by_id; /* subs sorted by id, for job lookups */
-	/* Attempts finished in one pass of the sender, recorded together. */
-	struct bh_attempt_record *done;
-	char **done_event; /* event id of each, for the log line */
-	bool *done_ordered; /* its subscription is ordered: a final outcome frees the next */
-	int ndone, adone;
 	bool subs_loaded;
-	struct metrics m;
+	/* Jobs rendered in this turn, handed back at its end. */
+	struct bh_send_job *jobs_head, *jobs_tail;
+	int njobs;
+	/* record thread only */
+	pthread_t recorder;
+	bool recorder_started;
+	struct bh_db *rdb;
 };
 
 /* ---- ops listener ------------------------------------------------------ */
@@ -275,16 +328,16 @@ static void outcome(struct worker *w, const struct bh_attempt_record *rec, const
 }
 
 /*
- * Records one attempt now (outside a sender pass). Returns where the
- * delivery went, or -1 when it could not be recorded.
+ * Records one attempt alone, on the calling thread's connection. Returns
+ * where the delivery went, or -1 when it could not be recorded.
  */
-static int record(struct worker *w, const char *delivery_id, const char *sub_id,
+static int record(struct worker *w, struct bh_db *db, const char *delivery_id, const char *sub_id,
 		  const char *event_id, const struct bh_attempt_result *ar)
 {
 	struct bh_attempt_record rec = {
 		.delivery_id = delivery_id, .subscription_id = sub_id, .r = *ar};
 	char err[512];
-	if (bh_delivery_record_attempts(w->db, &w->cfg, &rec, 1, err, sizeof(err)) < 0) {
+	if (bh_delivery_record_attempts(db, &w->cfg, &rec, 1, err, sizeof(err)) < 0) {
 		struct bh_log_ctx ctx = {
 			.delivery = delivery_id, .subscription = sub_id, .event = event_id};
 		/* The lease brings it back; at least once still holds. */
@@ -322,88 +375,54 @@ static void ordered_advance(struct worker *w, const char *const *sub_ids, int n)
 	free(rows);
 }
 
-/* Keeps a copy of a finished attempt until records_flush. */
+/* I/O thread: keeps a copy of a finished attempt for the store thread. */
 static void on_sent(const struct bh_send_result *r, void *arg)
 {
 	struct worker *w = arg;
 	observe_duration(&w->m, r->duration_ms);
-	if (w->ndone == w->adone) {
-		w->adone = w->adone ? w->adone * 2 : 64;
-		w->done = bh_xrealloc(w->done, (size_t)w->adone * sizeof(*w->done));
-		w->done_event = bh_xrealloc(w->done_event, (size_t)w->adone * sizeof(char *));
-		w->done_ordered = bh_xrealloc(w->done_ordered, (size_t)w->adone * sizeof(bool));
-	}
-	struct bh_attempt_record *rec = &w->done[w->ndone];
-	memset(rec, 0, sizeof(*rec));
-	rec->delivery_id = bh_xstrdup(r->job->delivery_id);
-	rec->subscription_id = bh_xstrdup(r->job->subscription_id);
-	rec->r.started_ms = r->started_ms;
-	rec->r.duration_ms = r->duration_ms;
-	rec->r.http_status = r->http_status;
-	rec->r.error = r->error ? bh_xstrdup(r->error) : NULL;
-	rec->r.response = r->response ? bh_xstrdup(r->response) : NULL;
-	rec->r.permanent = r->permanent;
-	rec->r.retry_after_s = r->retry_after_s;
-	w->done_event[w->ndone] = bh_xstrdup(r->job->event_id);
-	w->done_ordered[w->ndone] = r->job->ordered;
-	w->ndone++;
+	bh_finished_add(&w->fin, r);
 }
 
 /*
- * Records every attempt the last sender pass finished, in one transaction:
- * one commit for many attempts is what keeps up with a busy receiver. If
- * the batch fails, each is tried alone so one bad row cannot sink the rest.
+ * Record thread: records the finished attempts handed over, in one
+ * transaction: one commit for many attempts is what keeps up with a busy
+ * receiver. If the batch fails, each is tried alone so one bad row cannot
+ * sink the rest. Leaves f empty.
  */
-static void records_flush(struct worker *w)
+static void records_flush(struct worker *w, struct bh_finished *f)
 {
-	if (w->ndone == 0)
+	if (f->n == 0)
 		return;
 	char err[512];
 	/* Ordered subscriptions whose line moved on: their next delivery may go. */
-	const char **advance = NULL;
+	char **advance = NULL;
 	int nadvance = 0;
-	if (bh_delivery_record_attempts(w->db, &w->cfg, w->done, w->ndone, err, sizeof(err)) == 0) {
-		for (int i = 0; i < w->ndone; i++)
-			outcome(w, &w->done[i], w->done_event[i]);
+	if (bh_delivery_record_attempts(w->rdb, &w->cfg, f->recs, f->n, err, sizeof(err)) == 0) {
+		for (int i = 0; i < f->n; i++)
+			outcome(w, &f->recs[i], f->event_ids[i]);
 	} else {
-		if (w->ndone > 1)
-			bh_warn("recording %d attempts together failed (%s); one by one", w->ndone, err);
-		for (int i = 0; i < w->ndone; i++) {
-			int st = record(w, w->done[i].delivery_id, w->done[i].subscription_id,
-					w->done_event[i], &w->done[i].r);
-			w->done[i].state = st < 0 ? BH_DELIVERY_PENDING : (enum bh_delivery_state)st;
+		if (f->n > 1)
+			bh_warn("recording %d attempts together failed (%s); one by one", f->n, err);
+		for (int i = 0; i < f->n; i++) {
+			int st = record(w, w->rdb, f->recs[i].delivery_id,
+					f->recs[i].subscription_id, f->event_ids[i], &f->recs[i].r);
+			f->recs[i].state = st < 0 ? BH_DELIVERY_PENDING : (enum bh_delivery_state)st;
 		}
 	}
-	for (int i = 0; i < w->ndone; i++) {
-		if (!w->done_ordered[i] || w->done[i].state == BH_DELIVERY_PENDING)
+	for (int i = 0; i < f->n; i++) {
+		if (!f->ordered[i] || f->recs[i].state == BH_DELIVERY_PENDING)
 			continue;
 		if (advance == NULL)
-			advance = bh_xcalloc((size_t)w->ndone, sizeof(*advance));
-		advance[nadvance++] = bh_xstrdup(w->done[i].subscription_id);
+			advance = bh_xcalloc((size_t)f->n, sizeof(*advance));
+		advance[nadvance++] = bh_xstrdup(f->recs[i].subscription_id);
 	}
-	for (int i = 0; i < w->ndone; i++) {
-		free((char *)w->done[i].delivery_id);
-		free((char *)w->done[i].subscription_id);
-		free((char *)w->done[i].r.error);
-		free((char *)w->done[i].r.response);
-		free(w->done_event[i]);
-	}
-	w->ndone = 0;
-	/* After the reset: an attempt that fails at once is recorded next pass. */
-	ordered_advance(w, advance, nadvance);
-	for (int i = 0; i < nadvance; i++)
-		free((char *)advance[i]);
+	bh_finished_clear(f);
+	/* The store thread claims and renders them (it owns the subscriptions). */
+	bh_handoff_put_advance(w->handoff, advance, nadvance);
 	free(advance);
 }
 
-/* One pass of the sender, then its results into PostgreSQL. */
-static void sender_pass(struct worker *w, int timeout_ms)
-{
-	bh_sender_run(w->sender, timeout_ms);
-	records_flush(w);
-}
-
-/* Renders and hands one delivery to the sender, or fails it now. */
+/* Renders one delivery for the I/O thread to send, or fails it now. */
 static void attempt(struct worker *w, const struct bh_sub *sub, const struct bh_event *ev,
 		    const char *delivery_id)
 {
@@ -412,25 +431,38 @@ static void attempt(struct worker *w, const struct bh_sub *sub, const struct bh_
 	if (job == NULL) {
 		struct bh_attempt_result ar = {
 			.started_ms = bh_now_ms(), .error = err, .permanent = true};
-		record(w, delivery_id, sub->id, ev->id, &ar);
+		record(w, w->db, delivery_id, sub->id, ev->id, &ar);
 		return;
 	}
-	bh_sender_submit(w->sender, job); /* now owned by the sender */
+	/* Handed back at the end of the turn (jobs_hand_back). */
+	job->next = NULL;
+	if (w->jobs_tail)
+		w->jobs_tail->next = job;
+	else
+		w->jobs_head = job;
+	w->jobs_tail = job;
+	w->njobs++;
 }
 
-/* ---- the consume loop -------------------------------------------------- */
+static void jobs_hand_back(struct worker *w)
+{
+	bh_handoff_put_jobs(w->handoff, w->jobs_head, w->jobs_tail, w->njobs);
+	w->jobs_head = w->jobs_tail = NULL;
+	w->njobs = 0;
+}
 
-/* Waits ms while transfers go on; false when asked to stop meanwhile. */
-static bool pause_ms(struct worker *w, int ms)
+/* ---- the store thread --------------------------------------------------- */
+
+/*
+ * Waits ms before trying PostgreSQL again (transfers go on in the I/O
+ * thread); false when the worker stops meanwhile.
+ */
+static bool store_pause(struct worker *w, int ms)
 {
 	int64_t until = bh_mono_ms() + ms;
-	while (!stop_requested && bh_mono_ms() < until) {
-		if (bh_sender_in_flight(w->sender) > 0)
-			sender_pass(w, 50);
-		else
-			usleep(50 * 1000);
-	}
-	return !stop_requested;
+	while (!bh_handoff_stopping(w->handoff) && bh_mono_ms() < until)
+		usleep(50 * 1000);
+	return !bh_handoff_stopping(w->handoff);
 }
 
 static int dlq(struct worker *w, const rd_kafka_message_t *msg, const char *reason)
@@ -555,10 +587,8 @@ static void job_attempt(struct worker *w, const struct bh_delivery_row *row)
 {
 	struct bh_log_ctx ctx = {
 		.delivery = row->id, .subscription = row->subscription_id, .event = row->event_id};
-	/* Finished already, or handled by an earlier copy of this job. */
+	/* Finished already. (The I/O thread skips one it runs or queues already.) */
 	if (strcmp(row->status, "pending") != 0)
-		return;
-	if (bh_sender_holds(w->sender, row->id))
 		return;
 	const char *why = NULL;
 	char err[256];
@@ -606,11 +636,7 @@ static int jobs_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 				(long long)msg->offset);
 			continue;
 		}
-		const char *id = json_string_value(json_object_get(docs[i], "delivery_id"));
-		/* Still running or queued here (a lease ran out under a slow receiver). */
-		if (bh_sender_holds(w->sender, id))
-			continue;
-		ids[nids++] = id;
+		ids[nids++] = json_string_value(json_object_get(docs[i], "delivery_id"));
 	}
 	if (bh_delivery_load_many(w->db, ids, nids, &rows, &nrows) < 0)
 		goto out;
@@ -660,16 +686,25 @@ static void offsets_store(struct worker *w, rd_kafka_message_t **msgs, int n)
 		(void)bh_kafka_consumer_store(w->consumer, msgs[i]);
 }
 
-/* Everything one batch asks for; returns with its offsets stored unless stopping. */
-static void batch_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
+/*
+ * Everything the batches taken in one turn ask for, as one: returns with
+ * their offsets stored unless stopping. Frees the batches.
+ */
+static void batches_handle(struct worker *w, struct bh_batch *batches)
 {
-	rd_kafka_message_t *events[BATCH_MAX], *jobs[BATCH_MAX];
+	int total = 0;
+	for (const struct bh_batch *b = batches; b; b = b->next)
+		total += b->n;
+	rd_kafka_message_t **events = bh_xcalloc((size_t)total, sizeof(*events));
+	rd_kafka_message_t **jobs = bh_xcalloc((size_t)total, sizeof(*jobs));
 	int nev = 0, njob = 0;
-	for (int i = 0; i < n; i++) {
-		if (strcmp(rd_kafka_topic_name(msgs[i]->rkt), w->cfg.topic_events) == 0)
-			events[nev++] = msgs[i];
-		else
-			jobs[njob++] = msgs[i];
+	for (const struct bh_batch *b = batches; b; b = b->next) {
+		for (int i = 0; i < b->n; i++) {
+			if (strcmp(rd_kafka_topic_name(b->msgs[i]->rkt), w->cfg.topic_events) == 0)
+				events[nev++] = b->msgs[i];
+			else
+				jobs[njob++] = b->msgs[i];
+		}
 	}
 	/* Never drop: while PostgreSQL is down, keep retrying the same messages. */
 	for (;;) {
@@ -679,71 +714,184 @@ static void batch_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 		else if (events_handle(w, events, nev) == 0)
 			break;
 		atomic_store(&w->m.db_ok, bh_db_ping(w->db));
-		if (!pause_ms(w, RETRY_PAUSE_MS))
-			return;
+		if (!store_pause(w, RETRY_PAUSE_MS))
+			goto out;
 	}
 	offsets_store(w, events, nev);
+	if (total > 0) {
+		/* Every job message makes one delivery; an event makes as many as it matches. */
+		int pct = (w->njobs * 100) / total;
+		int old = atomic_load(&w->m.fanout_pct);
+		atomic_store(&w->m.fanout_pct, old > pct ? (old + pct) / 2 : pct);
+	}
 	while (jobs_handle(w, jobs, njob) < 0) {
 		bh_warn("database unavailable (%s); retrying delivery jobs", bh_db_errmsg(w->db));
-		if (!pause_ms(w, RETRY_PAUSE_MS))
-			return;
+		if (!store_pause(w, RETRY_PAUSE_MS))
+			goto out;
 	}
 	offsets_store(w, jobs, njob);
+out:
+	free(events);
+	free(jobs);
+	bh_batch_free_all(batches);
+}
+
+static void *store_main(void *arg)
+{
+	struct worker *w = arg;
+	pthread_setname_np(pthread_self(), "bh-store"); /* for top -H and perf */
+	int64_t next_ping = bh_mono_ms() + HOUSEKEEPING_MS;
+	for (;;) {
+		struct bh_batch *batches;
+		char **advance;
+		int nadvance;
+		if (bh_handoff_take_batches(w->handoff, &batches, &advance, &nadvance,
+					    HOUSEKEEPING_MS) < 0)
+			break;
+		if (batches)
+			batches_handle(w, batches);
+		ordered_advance(w, (const char *const *)advance, nadvance);
+		for (int i = 0; i < nadvance; i++)
+			free(advance[i]);
+		free(advance);
+		jobs_hand_back(w);
+		bh_kafka_poll(w->producer);
+		if (bh_mono_ms() >= next_ping) {
+			atomic_store(&w->m.db_ok, bh_db_ping(w->db));
+			next_ping = bh_mono_ms() + HOUSEKEEPING_MS;
+		}
+	}
+	return NULL;
+}
+
+static void *record_main(void *arg)
+{
+	struct worker *w = arg;
+	pthread_setname_np(pthread_self(), "bh-record");
+	struct bh_finished fin = {0};
+	int rc;
+	while ((rc = bh_handoff_take_finished(w->handoff, &fin, HOUSEKEEPING_MS)) >= 0)
+		records_flush(w, &fin);
+	bh_finished_free(&fin);
+	return NULL;
+}
+
+/* ---- the I/O thread ---------------------------------------------------- */
+
+/* Starts the jobs the store thread handed back. */
+static void jobs_start(struct worker *w)
+{
+	struct bh_send_job *job = bh_handoff_take_jobs(w->handoff), *next;
+	for (; job; job = next) {
+		next = job->next;
+		job->next = NULL;
+		/* Running or queued here already (a lease ran out under a slow receiver). */
+		if (bh_sender_holds(w->sender, job->delivery_id))
+			bh_send_job_free(job);
+		else
+			bh_sender_submit(w->sender, job); /* now owned by the sender */
+	}
+}
+
+/*
+ * Reads up to max messages without waiting and hands them to the store
+ * thread. True when it got max (more may be waiting).
+ */
+static bool kafka_read(struct worker *w, int max)
+{
+	rd_kafka_message_t **msgs = bh_xcalloc((size_t)max, sizeof(*msgs));
+	int n = 0;
+	rd_kafka_message_t *m;
+	while (n < max && (m = rd_kafka_consumer_poll(w->consumer, 0)) != NULL) {
+		if (m->err) {
+			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				bh_warn("kafka: %s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+		} else {
+			msgs[n++] = m;
+		}
+	}
+	if (n == 0) {
+		free(msgs);
+		return false;
+	}
+	bh_handoff_put_batch(w->handoff, msgs, n); /* now owned by the handoff */
+	return n == max;
+}
+
+/* Messages that may wait for the store thread now (see WAITING_MAX). */
+static int waiting_max(struct worker *w)
+{
+	int pct = atomic_load(&w->m.fanout_pct);
+	/* Until a batch was stored, assume the worst: one batch at a time. */
+	if (pct < 0)
+		return 1;
+	long long n = pct == 0 ? WAITING_MAX : (long long)BACKLOG_MAX / 2 * 100 / pct;
+	return n < 1 ? 1 : n > WAITING_MAX ? WAITING_MAX : (int)n;
 }
 
 static void worker_run(struct worker *w)
 {
-	rd_kafka_message_t *msgs[BATCH_MAX];
+	int wake_fd = bh_handoff_wake_fd(w->handoff);
 	int64_t next_housekeeping = 0;
 	while (!stop_requested) {
-		/* Short waits: transfers, rate-limited jobs and the stop flag need attention. */
-		int wait = bh_sender_in_flight(w->sender) > 0 ? 0 : 100;
-		int wake = bh_sender_wake_ms(w->sender);
-		if (wake >= 0 && wake < wait)
-			wait = wake;
-		int n = 0;
-		if (bh_sender_queued(w->sender) >= BACKLOG_MAX) {
-			sender_pass(w, 20);
-			continue;
-		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait);
-		while (m != NULL) {
-			if (m->err) {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-					bh_warn("kafka: %s", rd_kafka_message_errstr(m));
-				rd_kafka_message_destroy(m);
-			} else {
-				msgs[n++] = m;
-			}
-			m = n < BATCH_MAX ? rd_kafka_consumer_poll(w->consumer, 0) : NULL;
-		}
-		if (n > 0)
-			batch_handle(w, msgs, n);
-		for (int i = 0; i < n; i++)
-			rd_kafka_message_destroy(msgs[i]);
-		sender_pass(w, n > 0 ? 0 : 20);
-		bh_kafka_poll(w->producer);
+		/* Drained before looking, so a wake-up after the look is not lost. */
+		bh_handoff_drain_wake(w->handoff);
+		jobs_start(w);
+		bool more = false;
+		int room = waiting_max(w) - bh_handoff_messages_waiting(w->handoff);
+		if (room > 0 && !bh_sender_congested(w->sender) &&
+		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) < BACKLOG_MAX &&
+		    bh_handoff_finished_waiting(w->handoff) < BACKLOG_MAX)
+			more = kafka_read(w, room < BATCH_MAX ? room : BATCH_MAX);
+		bh_sender_run(w->sender, more ? 0 : IDLE_WAIT_MS, wake_fd);
+		bh_handoff_put_finished(w->handoff, &w->fin);
 		atomic_store(&w->m.in_flight, bh_sender_in_flight(w->sender));
 		if (bh_mono_ms() >= next_housekeeping) {
-			atomic_store(&w->m.db_ok, bh_db_ping(w->db));
 			atomic_store(&w->m.lag, bh_kafka_consumer_lag(w->consumer));
 			next_housekeeping = bh_mono_ms() + HOUSEKEEPING_MS;
 		}
 	}
 }
 
-/* Finishes the transfers already running, within DRAIN_MS. */
+/*
+ * Finishes the transfers already running, within DRAIN_MS, hands their
+ * outcomes to the store thread and waits for it to record them.
+ */
 static void worker_drain(struct worker *w)
 {
 	bh_sender_drop_queued(w->sender);
 	int64_t until = bh_mono_ms() + DRAIN_MS;
 	if (bh_sender_in_flight(w->sender) > 0)
 		bh_info("finishing %d transfers", bh_sender_in_flight(w->sender));
-	while (bh_sender_in_flight(w->sender) > 0 && bh_mono_ms() < until)
-		sender_pass(w, 50);
+	while (bh_sender_in_flight(w->sender) > 0 && bh_mono_ms() < until) {
+		bh_sender_run(w->sender, 50, -1);
+		bh_handoff_put_finished(w->handoff, &w->fin);
+	}
 	if (bh_sender_in_flight(w->sender) > 0)
 		bh_warn("%d transfers abandoned; their leases return them",
 			bh_sender_in_flight(w->sender));
+}
+
+/* Stops the store and record threads, the latter once it recorded everything. */
+static void store_stop(struct worker *w)
+{
+	if (w->handoff)
+		bh_handoff_stop(w->handoff);
+	if (w->recorder_started)
+		pthread_join(w->recorder, NULL);
+	w->recorder_started = false;
+	if (!w->store_started)
+		return;
+	pthread_join(w->store, NULL);
+	w->store_started = false;
+	/* Rendered in its last turn and never started: their leases return them. */
+	while (w->jobs_head) {
+		struct bh_send_job *next = w->jobs_head->next;
+		bh_send_job_free(w->jobs_head);
+		w->jobs_head = next;
+	}
+	w->jobs_tail = NULL;
 }
 
 /* ---- init and teardown ------------------------------------------------- */
@@ -789,13 +937,19 @@ static int worker_init(struct worker *w, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	/* 3. PostgreSQL */
+	/* 3. PostgreSQL: a connection for each thread that writes */
 	w->db = bh_db_connect(w->cfg.db_url, err, sizeof(err));
 	if (w->db == NULL) {
 		bh_error("%s", err);
 		return -1;
 	}
+	w->rdb = bh_db_connect(w->cfg.db_url, err, sizeof(err));
+	if (w->rdb == NULL) {
+		bh_error("%s", err);
+		return -1;
+	}
 	atomic_store(&w->m.db_ok, true);
+	atomic_store(&w->m.fanout_pct, -1);
 	/* 4. Kafka: the producer (DLQ) before the consumer that feeds it */
 	w->producer = bh_kafka_producer_new(&w->cfg, DLQ_FLUSH_MS, err, sizeof(err));
 	if (w->producer == NULL) {
@@ -818,7 +972,32 @@ static int worker_init(struct worker *w, int argc, char **argv)
 		bh_error("%s", err);
 		return -1;
 	}
-	/* 6. ops listener, last: ready only once everything above works */
+	/* 6. the handoff, woken by librdkafka too, and the store and record threads */
+	w->handoff = bh_handoff_new(err, sizeof(err));
+	if (w->handoff == NULL) {
+		bh_error("%s", err);
+		return -1;
+	}
+	w->consumer_queue = rd_kafka_queue_get_consumer(w->consumer);
+	rd_kafka_queue_io_event_enable(w->consumer_queue, bh_handoff_notify_fd(w->handoff), "k", 1);
+	/* Signals go to the I/O thread, whose poll they cut short. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	int prc = pthread_create(&w->store, NULL, store_main, w);
+	if (prc == 0) {
+		w->store_started = true;
+		prc = pthread_create(&w->recorder, NULL, record_main, w);
+		w->recorder_started = prc == 0;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (prc != 0) {
+		bh_error("worker: cannot start a thread: %s", strerror(prc));
+		return -1;
+	}
+	/* 7. ops listener, last: ready only once everything above works */
 	if (bh_ops_http_start(w->cfg.worker_http_port, worker_ready, worker_metrics, w, &w->ops, err,
 			      sizeof(err)) < 0) {
 		bh_error("%s", err);
@@ -833,8 +1012,17 @@ static int worker_init(struct worker *w, int argc, char **argv)
 static void worker_free(struct worker *w)
 {
 	bh_ops_http_stop(w->ops);
-	if (w->sender) {
+	if (w->sender && w->store_started)
 		worker_drain(w);
+	store_stop(w);
+	if (w->consumer_queue) {
+		rd_kafka_queue_io_event_enable(w->consumer_queue, -1, NULL, 0);
+		rd_kafka_queue_destroy(w->consumer_queue);
+	}
+	/* After the store thread: it destroyed every message it took. */
+	bh_handoff_free(w->handoff);
+	bh_finished_free(&w->fin);
+	if (w->sender) {
 		bh_sender_free(w->sender);
 		curl_global_cleanup();
 	}
@@ -845,12 +1033,10 @@ static void worker_free(struct worker *w)
 	}
 	bh_kafka_producer_free(w->producer);
 	bh_db_close(w->db);
+	bh_db_close(w->rdb);
 	if (w->subs_loaded)
 		bh_sub_set_free(&w->subs);
 	free(w->by_id);
-	free(w->done);
-	free(w->done_event);
-	free(w->done_ordered);
 	bh_config_free(&w->cfg);
 }
 
@@ -858,14 +1044,14 @@ int main(int argc, char **argv)
 {
 	static struct worker w; /* static: zeroed, and large */
 	int rc = 1;
-	/* init: config, signals, database, Kafka, HTTP client, ops listener */
+	/* init: config, signals, database, Kafka, HTTP client, store thread, ops listener */
 	if (worker_init(&w, argc, argv) == 0) {
 		/* run: until SIGINT/SIGTERM */
 		worker_run(&w);
 		bh_info("stopping");
 		rc = 0;
 	}
-	/* free: drain transfers, commit offsets, close everything */
+	/* free: drain transfers, record them, commit offsets, close everything */
 	worker_free(&w);
 	return rc;
 }

@@ -16,11 +16,24 @@
 #define HEADER_CAP (64 * 1024)     /* response headers beyond this abort */
 /*
  * Jobs waiting here, in all (about 1 KiB each), and for one subscription:
- * enough to absorb a burst to a healthy receiver without a lease's delay,
- * while one slow receiver can fill only a tenth of it.
+ * enough to absorb a burst to a healthy receiver without a lease's delay.
+ * A healthy subscription's queue never reaches its cap: past
+ * ENDPOINT_QUEUE_HIGH the sender asks its caller to stop reading Kafka
+ * (bh_sender_congested). A slow one keeps SLOW_QUEUE_MAX jobs and leaves
+ * the rest to PostgreSQL, so its backlog takes neither memory nor the
+ * others' turn.
  */
 #define QUEUED_MAX 100000
 #define ENDPOINT_QUEUE_MAX 5000
+#define ENDPOINT_QUEUE_HIGH (ENDPOINT_QUEUE_MAX / 2)
+#define SLOW_QUEUE_MAX 50
+/*
+ * Slow: transfers running and none ended for SLOW_STALL_MS (a receiver
+ * that does not answer), or a queue that would take more than
+ * SLOW_DRAIN_MS to send at the pace transfers end.
+ */
+#define SLOW_STALL_MS 2000
+#define SLOW_DRAIN_MS 10000
 #define ENDPOINT_BUCKETS 1024
 #define HELD_BUCKETS 8192
 #define RETRY_AFTER_LINE_MAX 128  /* a longer Retry-After header is ignored */
@@ -44,6 +57,11 @@ struct endpoint {
 	int rate;
 	double tokens;
 	int64_t refill_ms; /* monotonic */
+	/* Progress, to tell a slow receiver from a busy one. */
+	int64_t progress_ms; /* monotonic: last transfer ended, or first one started */
+	int64_t window_ms;   /* start of the current one-second window */
+	int window_done;     /* transfers ended in it */
+	double done_per_s;   /* in the last complete window, smoothed; < 0: not known */
 	/* On the sender's throttled list: jobs wait here for a token. */
 	bool throttled;
 	struct endpoint *tprev, *tnext;
@@ -83,6 +101,9 @@ struct bh_sender {
 	int queued;
 	int queued_total; /* here and in every endpoint's queue */
 	struct endpoint *throttled; /* endpoints whose queue waits for a token */
+	/* Easy handles of ended transfers, reset and reused: fewer allocations per request. */
+	CURL **idle;
+	int nidle;
 	/* Delivery ids running or queued here: the scheduler's re-sends are skipped. */
 	struct held *held[HELD_BUCKETS];
 };
@@ -127,6 +148,7 @@ static struct endpoint *endpoint_get(struct bh_sender *s, const char *sub_id)
 			return e;
 	struct endpoint *e = bh_xcalloc(1, sizeof(*e));
 	e->sub_id = bh_xstrdup(sub_id);
+	e->done_per_s = -1;
 	e->next = s->buckets[h];
 	s->buckets[h] = e;
 	return e;
@@ -248,6 +270,29 @@ static int token_wait_ms(const struct endpoint *ep)
 	if (have >= 1)
 		return 0;
 	return (int)((1 - have) * 1000.0 / ep->rate) + 1;
+}
+
+/* A transfer of ep ended: counts towards its pace. */
+static void progress(struct endpoint *ep, int64_t now)
+{
+	ep->progress_ms = now;
+	if (ep->window_ms == 0)
+		ep->window_ms = now;
+	ep->window_done++;
+	if (now - ep->window_ms >= 1000) {
+		double pace = ep->window_done * 1000.0 / (double)(now - ep->window_ms);
+		ep->done_per_s = ep->done_per_s < 0 ? pace : (ep->done_per_s + pace) / 2;
+		ep->window_ms = now;
+		ep->window_done = 0;
+	}
+}
+
+/* See SLOW_STALL_MS: such a subscription's backlog waits in PostgreSQL. */
+static bool endpoint_slow(const struct endpoint *ep, int64_t now)
+{
+	if (ep->in_flight > 0 && now - ep->progress_ms > SLOW_STALL_MS)
+		return true;
+	return ep->done_per_s >= 0 && ep->queued > ep->done_per_s * SLOW_DRAIN_MS / 1000.0;
 }
 
 static void queue_push(struct bh_send_job **head, struct bh_send_job **tail, int *n,
@@ -383,7 +428,11 @@ static void transfer_free(struct bh_sender *s, struct transfer *t)
 		t->next->prev = t->prev;
 	if (t->easy) {
 		curl_multi_remove_handle(s->multi, t->easy);
-		curl_easy_cleanup(t->easy);
+		/* Connections live in the multi handle's pool, not in the easy handle. */
+		if (s->nidle < s->cfg->delivery_max_in_flight)
+			s->idle[s->nidle++] = t->easy;
+		else
+			curl_easy_cleanup(t->easy);
 	}
 	bh_buf_free(&t->response);
 	held_remove(s, t->job->delivery_id);
@@ -411,6 +460,8 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 	t->started_ms = bh_now_ms();
 	t->started_mono = bh_mono_ms();
 	bh_buf_init(&t->response, RESPONSE_CAP);
+	if (ep->in_flight == 0)
+		ep->progress_ms = t->started_mono; /* the stall clock starts now */
 	ep->in_flight++;
 	s->in_flight++;
 
@@ -443,7 +494,12 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 		h = curl_slist_append(h, c->data);
 	job->headers = h;
 
-	t->easy = curl_easy_init();
+	if (s->nidle > 0) {
+		t->easy = s->idle[--s->nidle];
+		curl_easy_reset(t->easy); /* no option of the last request survives */
+	} else {
+		t->easy = curl_easy_init();
+	}
 	if (t->easy == NULL) {
 		report(s, t, 0, "cannot create transfer", false);
 		goto fail;
@@ -518,6 +574,11 @@ static void endpoint_enqueue(struct bh_sender *s, struct endpoint *ep, struct bh
 	}
 	if (ep->queued >= ENDPOINT_QUEUE_MAX || s->queued_total >= QUEUED_MAX) {
 		drop(s, "subscription queue full", job);
+		endpoint_release(s, ep);
+		return;
+	}
+	if (ep->queued >= SLOW_QUEUE_MAX && endpoint_slow(ep, bh_mono_ms())) {
+		drop(s, "receiver slow", job);
 		endpoint_release(s, ep);
 		return;
 	}
@@ -651,26 +712,18 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 		status = 0;
 	report(s, t, (int)status, err, false);
 	struct endpoint *ep = t->ep;
+	/* A timeout is no sign of progress: the receiver stays slow. */
+	if (code != CURLE_OPERATION_TIMEDOUT)
+		progress(ep, bh_mono_ms());
 	ep->in_flight--;
 	s->in_flight--;
 	transfer_free(s, t);
 	pump(s, ep);
 }
 
-void bh_sender_run(struct bh_sender *s, int timeout_ms)
+/* Reports every transfer that ended; their slots go to waiting jobs. */
+static void collect(struct bh_sender *s)
 {
-	int running = 0;
-	pump_throttled(s);
-	curl_multi_perform(s->multi, &running);
-	int wake = bh_sender_wake_ms(s);
-	if ((s->in_flight > 0 || wake >= 0) && timeout_ms > 0) {
-		/* Wake for the next token too; curl_multi_poll waits even with no transfer. */
-		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
-		if (wait > 0)
-			curl_multi_poll(s->multi, NULL, 0, wait, NULL);
-		pump_throttled(s);
-		curl_multi_perform(s->multi, &running);
-	}
 	CURLMsg *msg;
 	int left;
 	while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
@@ -679,9 +732,42 @@ void bh_sender_run(struct bh_sender *s, int timeout_ms)
 	}
 }
 
+void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd)
+{
+	int running = 0;
+	pump_throttled(s);
+	curl_multi_perform(s->multi, &running);
+	collect(s);
+	if (timeout_ms > 0) {
+		/* Wake for the next token too; curl_multi_poll waits even with no transfer. */
+		int wake = bh_sender_wake_ms(s);
+		int wait = wake >= 0 && wake < timeout_ms ? wake : timeout_ms;
+		struct curl_waitfd extra = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
+		if (wait > 0)
+			curl_multi_poll(s->multi, wake_fd >= 0 ? &extra : NULL,
+					wake_fd >= 0 ? 1 : 0, wait, NULL);
+		pump_throttled(s);
+		curl_multi_perform(s->multi, &running);
+		collect(s);
+	}
+}
+
 int bh_sender_queued(const struct bh_sender *s)
 {
 	return s->queued_total;
+}
+
+bool bh_sender_congested(const struct bh_sender *s)
+{
+	/* No queue can be past the mark unless they hold that much together. */
+	if (s->queued_total < ENDPOINT_QUEUE_HIGH)
+		return false;
+	int64_t now = bh_mono_ms();
+	for (int i = 0; i < ENDPOINT_BUCKETS; i++)
+		for (const struct endpoint *ep = s->buckets[i]; ep; ep = ep->next)
+			if (ep->queued >= ENDPOINT_QUEUE_HIGH && !endpoint_slow(ep, now))
+				return true;
+	return false;
 }
 
 int bh_sender_in_flight(const struct bh_sender *s)
@@ -704,8 +790,11 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 	s->cfg = cfg;
 	s->done = done;
 	s->arg = arg;
+	s->idle = bh_xcalloc((size_t)(cfg->delivery_max_in_flight > 0 ? cfg->delivery_max_in_flight : 1),
+			     sizeof(*s->idle));
 	s->multi = curl_multi_init();
 	if (s->multi == NULL) {
+		free(s->idle);
 		snprintf(errbuf, errlen, "curl: cannot create a multi handle");
 		free(s);
 		return NULL;
@@ -751,6 +840,9 @@ void bh_sender_free(struct bh_sender *s)
 	/* Transfers still running are abandoned: their leases bring them back. */
 	while (s->running)
 		transfer_free(s, s->running);
+	while (s->nidle > 0)
+		curl_easy_cleanup(s->idle[--s->nidle]);
+	free(s->idle);
 	for (int i = 0; i < ENDPOINT_BUCKETS; i++) {
 		while (s->buckets[i]) {
 			struct endpoint *ep = s->buckets[i];

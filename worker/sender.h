@@ -2,9 +2,12 @@
  * The worker's HTTP client: many deliveries in flight on one thread over
  * the libcurl multi interface, with a global cap and a per-subscription cap
  * so one slow receiver cannot hold everyone's slots. Jobs over a cap wait
- * in a short local queue; past that queue's bound, or once they waited half
- * a lease, they are dropped and stay 'pending' in PostgreSQL, where the
- * scheduler hands them out again when the lease runs out.
+ * in a local queue; past that queue's bound, or once they waited half a
+ * lease, or beyond a few when the receiver is slow (it stopped answering,
+ * or its queue would take more than 10 s at its pace), they are dropped
+ * and stay 'pending' in PostgreSQL, where the scheduler hands them out
+ * again when the lease runs out. A receiver that keeps up is not dropped
+ * from: bh_sender_congested tells the caller to stop reading instead.
  *
  * Per subscription the sender also keeps a token bucket when the job says
  * rate_limit_per_s (jobs over the rate wait in that subscription's queue,
@@ -65,11 +68,22 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 				char *errbuf, size_t errlen);
 /* Takes ownership of job: starts it, queues it, or drops it (see above). */
 void bh_sender_submit(struct bh_sender *s, struct bh_send_job *job);
-/* Drives transfers for up to timeout_ms, reporting each finished one. */
-void bh_sender_run(struct bh_sender *s, int timeout_ms);
+/*
+ * Drives transfers, reporting each finished one. With timeout_ms > 0 it
+ * first waits that long at most for a socket, a rate-limit token or
+ * wake_fd (-1: none) to become readable; the caller drains wake_fd.
+ */
+void bh_sender_run(struct bh_sender *s, int timeout_ms, int wake_fd);
 int bh_sender_in_flight(const struct bh_sender *s);
 /* Jobs waiting here for a slot or a token, over every subscription. */
 int bh_sender_queued(const struct bh_sender *s);
+/*
+ * True while a subscription that keeps up holds a long queue: the caller
+ * stops reading Kafka until it shrinks, rather than have its jobs dropped
+ * to wait for the lease. A slow subscription never congests (its jobs past
+ * a few are left to PostgreSQL instead).
+ */
+bool bh_sender_congested(const struct bh_sender *s);
 /*
  * Milliseconds until a job held back by a rate limit may start (0: now),
  * or -1 when none waits: the caller's poll timeout, so nothing busy-loops.

@@ -43,16 +43,21 @@ from harness import (BIN, TOPIC_EVENTS, Stack, free_ports, make_event,  # noqa: 
                      wait_until)
 
 N_ENDPOINTS = 100
-N_EVENTS = 2_000
+# BH_BENCH_EVENTS / BH_BENCH_LATENCY_S shorten a run while iterating; the
+# figures of record use the defaults. BH_BENCH_PHASES picks phases
+# (throughput,latency,isolation); a skipped one prints no figure.
+N_EVENTS = int(os.environ.get("BH_BENCH_EVENTS", "2000"))
 N_DELIVERIES = N_EVENTS * N_ENDPOINTS
 N_ACCOUNTS = 64             # event keys: spread over every partition
 LATENCY_RATE = 1_000        # events per second
-LATENCY_SECONDS = 20
+LATENCY_SECONDS = int(os.environ.get("BH_BENCH_LATENCY_S", "20"))
+PHASES = set(os.environ.get("BH_BENCH_PHASES", "throughput,latency,isolation").split(","))
 LATENCY_ENDPOINTS = 4
 # Bounds that keep the whole run under 5 minutes on 2 cores. A burst slower
 # than this is reported at the rate it reached (and MISSED).
 PHASE_TIMEOUT = 110         # seconds per burst
 DRAIN_TIMEOUT = 20          # for a burst's leftovers before the latency phase
+LATENCY_WAIT = 60           # for the last latency deliveries after the last event
 
 TARGET_THROUGHPUT = 10_000
 TARGET_P99_MS = 100
@@ -65,6 +70,9 @@ TARGET_WORKER_RSS_MB = 150
 BENCH_OVERRIDES = {
     "BH_PG_FAST": "0",
 }
+# Experiments only (the figures of record use none): BH_BENCH_ENV="KEY=VALUE
+# ..." adds settings, e.g. BANKHOOK_DELIVERY_MAX_IN_FLIGHT_PER_ENDPOINT=32.
+BENCH_OVERRIDES.update(kv.split("=", 1) for kv in os.environ.get("BH_BENCH_ENV", "").split())
 
 RUN = uuid.uuid4().hex[:8]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -203,43 +211,120 @@ class CpuMeter:
 
 
 class WaitSampler:
-    """Where the worker's main thread spends its time, sampled from
-    /proc/PID/syscall at 200 Hz (perf has no hardware counters in most VMs;
-    this works anywhere). libpq waits in poll() on its one socket; curl's
-    multi poll watches several; librdkafka's queue waits are futexes."""
+    """Where the worker's own threads (I/O = main, bh-store, bh-record)
+    spend their time, sampled from /proc/PID/task/TID/syscall at 200 Hz
+    (perf has no hardware counters in most VMs; this works anywhere), plus
+    each thread's run-queue wait from schedstat: on a shared machine "on
+    CPU" includes waiting for one. libpq waits in poll() on its one socket;
+    curl's multi poll watches several; futexes are queue waits."""
+
+    THREADS = ("bankhook-worker", "bh-store", "bh-record")
 
     def __init__(self, pid: int):
         self.pid = pid
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.sched0 = self._sched()
+        self.t0 = time.monotonic()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _classify(self) -> str | None:
+    def _tasks(self) -> dict[str, Path]:
+        out = {}
         try:
-            f = Path(f"/proc/{self.pid}/syscall").read_text().split()
+            for t in Path(f"/proc/{self.pid}/task").iterdir():
+                try:
+                    name = (t / "comm").read_text().strip()
+                except OSError:
+                    continue
+                if name in self.THREADS:
+                    out[name] = t
+        except OSError:
+            pass
+        return out
+
+    def _sched(self) -> dict[str, tuple[int, int]]:
+        """(ns on CPU, ns waiting for a CPU) per thread."""
+        out = {}
+        for name, t in self._tasks().items():
+            try:
+                f = (t / "schedstat").read_text().split()
+                out[name] = (int(f[0]), int(f[1]))
+            except (OSError, IndexError, ValueError):
+                pass
+        return out
+
+    @staticmethod
+    def _classify(task: Path) -> str | None:
+        try:
+            f = (task / "syscall").read_text().split()
         except OSError:
             return None
         if not f or f[0] == "running":
-            return "on CPU"
+            return "running"
         if f[0] == "7" and len(f) > 2:  # poll(fds, nfds, timeout)
             return "waiting for PostgreSQL" if int(f[2], 16) == 1 else "waiting for HTTP"
         if f[0] == "202":
-            return "waiting for Kafka"
+            return "idle (futex)"
         return "other syscalls"
 
     def _run(self) -> None:
         while not self.stopping.wait(0.005):
-            what = self._classify()
-            if what:
-                self.counts[what] = self.counts.get(what, 0) + 1
+            for name, task in self._tasks().items():
+                what = self._classify(task)
+                if what:
+                    c = self.counts.setdefault(name, {})
+                    c[what] = c.get(what, 0) + 1
 
     def stop(self) -> str:
         self.stopping.set()
         self.thread.join()
-        n = sum(self.counts.values()) or 1
-        return "worker thread: " + ", ".join(
-            f"{100 * v / n:.0f}% {k}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        wall_ns = (time.monotonic() - self.t0) * 1e9
+        sched = self._sched()
+        parts = []
+        for name in self.THREADS:
+            c = self.counts.get(name)
+            if not c:
+                continue
+            n = sum(c.values())
+            states = ", ".join(f"{100 * v / n:.0f}% {k}"
+                               for k, v in sorted(c.items(), key=lambda kv: -kv[1]))
+            if name in sched and name in self.sched0:
+                cpu = (sched[name][0] - self.sched0[name][0]) / wall_ns
+                queued = (sched[name][1] - self.sched0[name][1]) / wall_ns
+                states += f" (on a CPU {100 * cpu:.0f}%, waiting for one {100 * queued:.0f}%)"
+            label = "I/O thread" if name == "bankhook-worker" else name
+            parts.append(f"{label}: {states}")
+        return "worker threads: " + "; ".join(parts)
+
+
+class Profiler:
+    """With BH_BENCH_PERF=DIR, `perf record -g` of the worker and PostgreSQL
+    (only this stack's processes) during a burst, into DIR/<phase>.data:
+    read it with `perf report -i DIR/<phase>.data --sort comm,dso,sym`."""
+
+    def __init__(self, st: Stack, cpu: CpuMeter, tag: str):
+        self.proc = None
+        out_dir = os.environ.get("BH_BENCH_PERF")
+        if not out_dir:
+            return
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        pids = cpu._pids()
+        # Backends started later are missed; the stack's connections are
+        # long-lived, so every busy one exists by now.
+        wanted = pids.get("worker", []) + pids.get("postgres", [])
+        # BH_BENCH_PERF_ARGS replaces the sampling options, e.g.
+        # "--call-graph dwarf -F 199" where frame pointers are missing.
+        opts = os.environ.get("BH_BENCH_PERF_ARGS", "-g -F 499").split()
+        self.proc = subprocess.Popen(
+            ["perf", "record", *opts, "-o", f"{out_dir}/{tag}.data",
+             "-p", ",".join(map(str, wanted))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(30)
 
 
 def drain(st: Stack) -> int:
@@ -305,6 +390,7 @@ def burst(st: Stack, peaks: Peaks, cpu: CpuMeter, bank_id: str, tag: str) -> tup
     t0 = time.monotonic()
     cpu.start()
     waits = WaitSampler(st.procs["worker"].pid)
+    profiler = Profiler(st, cpu, tag)
     log(f"{tag}: worker ready {t0 - spawned:.2f} s after start; clock running")
     metric_base = 0.0  # a fresh worker counts from zero
     done = base
@@ -317,6 +403,7 @@ def burst(st: Stack, peaks: Peaks, cpu: CpuMeter, bank_id: str, tag: str) -> tup
                 break
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
+    profiler.stop()
     breakdown = f"{cpu.stop()}; {waits.stop()}"
     peaks.note(st, "worker", "api", "scheduler")
     if done < goal:
@@ -340,6 +427,7 @@ def steady_latency(st: Stack, receiver: BenchReceiver, cpu: CpuMeter,
     sent = 0
     cpu.start()
     waits = WaitSampler(st.procs["worker"].pid)
+    profiler = Profiler(st, cpu, "latency")
     t0 = time.monotonic()
     try:
         while sent < total:
@@ -361,9 +449,21 @@ def steady_latency(st: Stack, receiver: BenchReceiver, cpu: CpuMeter,
         kcat.stdin.close()
         kcat.wait(30)
     expected = total * LATENCY_ENDPOINTS
-    stats = wait_until(lambda: (lambda s: s if s and s["count"] >= expected else None)(
-        receiver.stats()), 60, f"{expected} latency deliveries", interval=0.5)
+    deadline = time.monotonic() + LATENCY_WAIT
+    while (stats := receiver.stats()) is None or stats["count"] < expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    profiler.stop()
     breakdown = f"{cpu.stop()}; {waits.stop()}"
+    if stats is None:
+        raise RuntimeError("the bench receiver stopped answering")
+    if stats["count"] < expected:
+        # The percentiles cover only what arrived: say so rather than
+        # print a flattering p99.
+        breakdown += (f"; only {stats['count']} of {expected} deliveries arrived within "
+                      f"{LATENCY_WAIT} s after the last event")
+        stats["p99_ms"] = float("inf")
     log(f"latency: {total} events in {produce_s:.1f} s, {stats['count']} deliveries: {stats}; "
         f"{breakdown}")
     return stats, total / produce_s, breakdown
@@ -395,32 +495,46 @@ def run(st: Stack) -> list[str]:
             admin.create_endpoint(f"{receiver.url}/lat/{i}", filter={"bank_id": bank_lat})
         log(f"{N_ENDPOINTS} + {LATENCY_ENDPOINTS} endpoints at {receiver.url}")
 
-        throughput, tp_cpu = burst(st, peaks, cpu, bank_tp, "throughput")
-        # Latency on an idle worker: a slow burst may still be finishing.
-        leftover = drain(st)
-        stats, lat_rate, lat_cpu = steady_latency(st, receiver, cpu, bank_lat)
-
-        admin.create_endpoint(f"http://127.0.0.1:{dead.port}/dead", filter={"bank_id": bank_tp})
-        healthy, iso_cpu = burst(st, peaks, cpu, bank_tp, "isolation")
-        log(f"dead receiver holds {len(dead.conns)} connections open")
+        throughput = healthy = None
+        stats = None
+        leftover = 0
+        if "throughput" in PHASES:
+            throughput, tp_cpu = burst(st, peaks, cpu, bank_tp, "throughput")
+            # Latency on an idle worker: a slow burst may still be finishing.
+            leftover = drain(st)
+        if "latency" in PHASES:
+            stats, lat_rate, lat_cpu = steady_latency(st, receiver, cpu, bank_lat)
+        if "isolation" in PHASES:
+            admin.create_endpoint(f"http://127.0.0.1:{dead.port}/dead",
+                                  filter={"bank_id": bank_tp})
+            healthy, iso_cpu = burst(st, peaks, cpu, bank_tp, "isolation")
+            log(f"dead receiver holds {len(dead.conns)} connections open")
         peaks.note(st, "worker", "api", "scheduler")
     finally:
         dead.close()  # lets the worker's shutdown drain at once
         receiver.close()
 
-    ratio = healthy / throughput
     rss = peaks.mb
-    lat_why = lat_cpu + (f"; {leftover} deliveries of the burst were still pending at its start"
-                         if leftover else "")
-    return [
-        figure("throughput_deliveries_per_s", throughput, ".0f", f"target >= {TARGET_THROUGHPUT}",
-               throughput >= TARGET_THROUGHPUT, tp_cpu),
-        figure("latency_p50_ms", stats["p50_ms"], ".1f",
-               f"at {lat_rate:.0f} events/s x {LATENCY_ENDPOINTS} endpoints; no target", None),
-        figure("latency_p99_ms", stats["p99_ms"], ".1f", f"target < {TARGET_P99_MS}",
-               stats["p99_ms"] < TARGET_P99_MS, lat_why),
-        figure("isolation_ratio", ratio, ".2f", f"target >= {TARGET_ISOLATION}; "
-               f"{healthy:.0f}/s with the dead receiver", ratio >= TARGET_ISOLATION, iso_cpu),
+    lines = []
+    if throughput is not None:
+        lines.append(figure("throughput_deliveries_per_s", throughput, ".0f",
+                            f"target >= {TARGET_THROUGHPUT}", throughput >= TARGET_THROUGHPUT,
+                            tp_cpu))
+    if stats is not None:
+        lat_why = lat_cpu + (f"; {leftover} deliveries of the burst were still pending at its "
+                             "start" if leftover else "")
+        lines += [
+            figure("latency_p50_ms", stats["p50_ms"], ".1f",
+                   f"at {lat_rate:.0f} events/s x {LATENCY_ENDPOINTS} endpoints; no target", None),
+            figure("latency_p99_ms", stats["p99_ms"], ".1f", f"target < {TARGET_P99_MS}",
+                   stats["p99_ms"] < TARGET_P99_MS, lat_why),
+        ]
+    if throughput is not None and healthy is not None:
+        ratio = healthy / throughput
+        lines.append(figure("isolation_ratio", ratio, ".2f", f"target >= {TARGET_ISOLATION}; "
+                            f"{healthy:.0f}/s with the dead receiver", ratio >= TARGET_ISOLATION,
+                            iso_cpu))
+    lines += [
         figure("worker_peak_rss_mb", rss.get("worker", float("nan")), ".1f",
                f"target < {TARGET_WORKER_RSS_MB}", rss.get("worker", 1e9) < TARGET_WORKER_RSS_MB,
                f"at the {N_EVENTS}-event bursts ({N_DELIVERIES} deliveries queued at once)"),
@@ -428,6 +542,7 @@ def run(st: Stack) -> list[str]:
         figure("scheduler_peak_rss_mb", rss.get("scheduler", float("nan")), ".1f", "no target",
                None),
     ]
+    return lines
 
 
 def main() -> int:
