@@ -282,7 +282,9 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 	job->url = bh_xstrdup(sub->url);
 	job->method = bh_xstrdup(sub->http_method ? sub->http_method : "POST");
 	job->secret = bh_xstrdup(sub->secret);
-	job->previous_secret = sub->previous_secret ? bh_xstrdup(sub->previous_secret) : NULL;
+	/* The cache may outlive the 24 hours: the clock decides, not the row. */
+	bool rotating = sub->previous_secret != NULL && sub->previous_secret_expires_ms > bh_now_ms();
+	job->previous_secret = rotating ? bh_xstrdup(sub->previous_secret) : NULL;
 	job->ordered = sub->ordered;
 	job->rate_limit_per_s = sub->rate_limit_per_s;
 	job->body = r.body; /* now owned by the job */
