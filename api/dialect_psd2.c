@@ -27,6 +27,7 @@
 
 #define CONSENT_ID_MAX 200
 #define TASK_INSERT_TRIES 3
+#define TASK_ID_MAX 63 /* task_insert's buffer holds 64 bytes */
 #define DISABLED_REASON "disabled in the webhook settings"
 
 #define TIME_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -327,6 +328,11 @@ static void get_refresh(struct bh_request *req)
 {
 	struct bh_db *db = bh_api_db(req);
 	const char *params[] = {bh_api_param(req, "taskId"), scope(req)};
+	/* Task ids are UUIDs; other bytes (maybe not UTF-8) name no task. */
+	if (!bh_body_is_id(params[0], TASK_ID_MAX)) {
+		bh_api_reply_error(req, 404, "not_found", "taskId: no such task");
+		return;
+	}
 	PGresult *res = bh_db_query(
 		db,
 		"SELECT id, consent_id, status, " TIME_SQL(

@@ -159,6 +159,14 @@ static void get_consent(struct bh_request *req)
 {
 	const char *params[] = {bh_api_param(req, "consent_id"),
 				req->caller.is_admin ? NULL : req->caller.client_id};
+	/*
+	 * PUT stores only such ids; anything else (bytes PostgreSQL would refuse
+	 * as text, too) cannot name a consent.
+	 */
+	if (!bh_body_is_id(params[0], CONSENT_ID_MAX)) {
+		bh_api_reply_error(req, 404, "not_found", "consent_id: no such consent");
+		return;
+	}
 	PGresult *res =
 		bh_db_query(bh_api_db(req),
 			    "SELECT " CONSENT_COLUMNS " FROM consents c WHERE c.consent_id = $1"

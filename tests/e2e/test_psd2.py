@@ -524,6 +524,34 @@ def test_consents_validate_and_are_admin_only(stack, admin):
                      f" WHERE consent_id = '{cid}'") == "a2"
 
 
+def test_ids_that_cannot_exist_are_404_not_a_database_error(stack, admin):
+    """A path id that is not valid UTF-8 went to PostgreSQL as text, which
+    refused it: GET answered 503 "database unavailable" (found while
+    documenting the routes for schemathesis). Such ids name nothing: 404,
+    as for an id that does not exist, and the next call still works."""
+    client_id, api = tpp(stack, admin)
+    cid = consent(admin, client_id, [("a1", "TB")])
+    task_id = api.expect("PUT", "/tpp/v1/refresh", 202, json={"consentId": cid})["taskId"]
+    api_log = stack.log_dir / "api.log"
+    log_from = api_log.stat().st_size
+    for caller in (admin, api):
+        for path, field in [("/v1/consents/%FF", "consent_id"),
+                            ("/v1/consents/a%C3%28b", "consent_id"),
+                            ("/v1/consents/has%20space", "consent_id"),
+                            ("/tpp/v1/refresh/%FF%FE", "taskId"),
+                            (f"/tpp/v1/refresh/{task_id}%E2%82", "taskId")]:
+            r = caller.request("GET", path)
+            assert r.status_code == 404, (path, r.status_code, r.text)
+            assert r.json()["error"]["message"].startswith(f"{field}: no such"), r.text
+    assert api.expect("GET", f"/v1/consents/{cid}", 200)["consent_id"] == cid
+    assert api.expect("GET", f"/tpp/v1/refresh/{task_id}", 200)["taskId"] == task_id
+    # Bad ids are the caller's problem: no database error was logged for them.
+    with open(api_log, "rb") as f:
+        f.seek(log_from)
+        logged = f.read().decode(errors="replace")
+    assert "database" not in logged, logged[-2000:]
+
+
 # --------------------------------------------------- two schedulers, one leads
 
 
