@@ -14,7 +14,6 @@ keep the run directory afterwards.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -29,8 +28,8 @@ import pytest
 # import them from conftest.
 from harness import (ADMIN_TOKEN, BIN, PROCS, REPO, STACK, TEST_OVERRIDES,  # noqa: F401
                      TOPIC_DLQ, TOPIC_EVENTS, Api, Stack, free_ports, make_event,
-                     missing_binaries, missing_tools, new_stack, sanitizer_reports,
-                     start_stack, stop_stack, unique, wait_until)
+                     missing_binaries, missing_tools, new_stack, private_stack,
+                     sanitizer_reports, start_stack, stop_stack, unique, wait_until)
 
 
 @pytest.fixture(scope="session")
@@ -41,20 +40,7 @@ def stack(request):
     for tool in missing_tools():
         pytest.fail(f"{tool} not found (run deploy/setup.sh)", pytrace=False)
 
-    st = new_stack("bh-e2e-", TEST_OVERRIDES)
-    print(f"\ne2e stack in {st.run_dir}: {st.ports}")
-
-    failure: list[str] = []
-    try:
-        start_stack(st)
-        yield st
-    finally:
-        keep = bool(os.environ.get("BH_KEEP_RUN"))
-        failure = stop_stack(st, keep=keep)
-        if failure or keep:
-            print(f"\ne2e run directory kept: {st.run_dir}")
-    if failure:
-        pytest.fail("e2e stack teardown: " + "\n".join(failure), pytrace=False)
+    yield from private_stack("bh-e2e-", TEST_OVERRIDES, "e2e")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -466,3 +466,24 @@ def stop_stack(st: Stack, keep: bool = False) -> list[str]:
     if not (failure or keep):
         shutil.rmtree(st.run_dir, ignore_errors=True)
     return failure
+
+
+def private_stack(prefix: str, overrides: dict[str, str] | None, what: str,
+                  procs: tuple[str, ...] = PROCS) -> Iterator[Stack]:
+    """The body of a pytest fixture with a stack of its own: started, yielded,
+    stopped; the run directory is kept (and named) when anything went wrong
+    or BH_KEEP_RUN is set, and a teardown failure (a process that died, a
+    sanitizer report) fails the tests. `yield from private_stack(...)`."""
+    st = new_stack(prefix, overrides)
+    print(f"\n{what} stack in {st.run_dir}: {st.ports}")
+    failure: list[str] = []
+    try:
+        start_stack(st, procs)
+        yield st
+    finally:
+        keep = bool(os.environ.get("BH_KEEP_RUN"))
+        failure = stop_stack(st, keep=keep)
+        if failure or keep:
+            print(f"\n{what} run directory kept: {st.run_dir}")
+    if failure:
+        pytest.fail(f"{what} stack teardown: " + "\n".join(failure), pytrace=False)

@@ -15,7 +15,6 @@ the shared stack as it was.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -24,8 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from harness import (TEST_OVERRIDES, Stack, make_event, new_stack, start_stack, stop_stack,
-                     wait_until)
+from harness import TEST_OVERRIDES, Stack, make_event, private_stack, wait_until
 
 N_EVENTS = 500
 DELAY_S = 0.05        # per request: 10 in flight per endpoint -> ~200 requests/s each
@@ -38,19 +36,7 @@ SUCCEEDED = 'bankhook_deliveries_total{outcome="succeeded"}'
 
 @pytest.fixture(scope="module")
 def fstack():
-    st = new_stack("bh-faults-", TEST_OVERRIDES)
-    print(f"\nfault-test stack in {st.run_dir}: {st.ports}")
-    failure: list[str] = []
-    try:
-        start_stack(st)
-        yield st
-    finally:
-        keep = bool(os.environ.get("BH_KEEP_RUN"))
-        failure = stop_stack(st, keep=keep)
-        if failure or keep:
-            print(f"\nfault-test run directory kept: {st.run_dir}")
-    if failure:
-        pytest.fail("fault-test stack teardown: " + "\n".join(failure), pytrace=False)
+    yield from private_stack("bh-faults-", TEST_OVERRIDES, "fault-test")
 
 
 class SlowReceiver:

@@ -10,7 +10,6 @@ per-address cap and idle timeout never trip over pooled connections."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -20,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import (TEST_OVERRIDES, Api, missing_binaries, missing_tools, new_stack,
-                      start_stack, stop_stack, unique, wait_until)
+from conftest import (TEST_OVERRIDES, Api, missing_binaries, missing_tools, private_stack,
+                      unique, wait_until)
 from test_acquirer import config_body, rjct
 from test_banksocket import bs_error
 from test_obp import account_body, new_bank, obp_error
@@ -65,19 +64,9 @@ def limited():
     missing = missing_binaries() + missing_tools()
     if missing:
         pytest.fail(f"missing: {', '.join(missing)}", pytrace=False)
-    st = new_stack("bh-limits-", dict(TEST_OVERRIDES, **LIMITS))
-    failure: list[str] = []
-    try:
-        # only the api: no event is delivered here
-        start_stack(st, procs=("api",))
-        yield st
-    finally:
-        keep = bool(os.environ.get("BH_KEEP_RUN"))
-        failure = stop_stack(st, keep=keep)
-        if failure or keep:
-            print(f"\nlimits run directory kept: {st.run_dir}")
-    if failure:
-        pytest.fail("limits stack teardown: " + "\n".join(failure), pytrace=False)
+    # only the api: no event is delivered here
+    yield from private_stack("bh-limits-", dict(TEST_OVERRIDES, **LIMITS), "limits",
+                             procs=("api",))
 
 
 @pytest.fixture(scope="module")

@@ -9,30 +9,19 @@ it: BANKHOOK_LOG_FORMAT=json."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pytest
 
-from harness import TEST_OVERRIDES, make_event, new_stack, start_stack, stop_stack, wait_until
+from harness import TEST_OVERRIDES, make_event, private_stack, wait_until
 
 LOGS = ("migrate", "create-topics", "api", "worker", "scheduler")
 
 
 @pytest.fixture(scope="module")
 def jstack():
-    st = new_stack("bh-logs-", dict(TEST_OVERRIDES, BANKHOOK_LOG_FORMAT="json"))
-    failure: list[str] = []
-    try:
-        start_stack(st)
-        yield st
-    finally:
-        keep = bool(os.environ.get("BH_KEEP_RUN"))
-        failure = stop_stack(st, keep=keep)
-        if failure or keep:
-            print(f"\nlog-test run directory kept: {st.run_dir}")
-    if failure:
-        pytest.fail("log-test stack teardown: " + "\n".join(failure), pytrace=False)
+    yield from private_stack("bh-logs-", dict(TEST_OVERRIDES, BANKHOOK_LOG_FORMAT="json"),
+                             "log-test")
 
 
 def json_lines(path) -> list[dict]:

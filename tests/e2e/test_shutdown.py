@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from harness import (ADMIN_TOKEN, TEST_OVERRIDES, free_ports, make_event, new_stack,
-                     start_stack, stop_stack, wait_until)
+from harness import (ADMIN_TOKEN, TEST_OVERRIDES, free_ports, make_event, private_stack,
+                     wait_until)
 
 # The worker's drain bound (worker/main.c DRAIN_MS), plus slack for closing
 # the Kafka consumer and a busy 2-core machine.
@@ -37,19 +37,7 @@ PATHS = ("/s1", "/s2", "/s3")  # 3 endpoints x 10 in flight each
 
 @pytest.fixture(scope="module")
 def sstack():
-    st = new_stack("bh-shutdown-", TEST_OVERRIDES)
-    print(f"\nshutdown-test stack in {st.run_dir}: {st.ports}")
-    failure: list[str] = []
-    try:
-        start_stack(st)
-        yield st
-    finally:
-        keep = bool(os.environ.get("BH_KEEP_RUN"))
-        failure = stop_stack(st, keep=keep)
-        if failure or keep:
-            print(f"\nshutdown-test run directory kept: {st.run_dir}")
-    if failure:
-        pytest.fail("shutdown-test stack teardown: " + "\n".join(failure), pytrace=False)
+    yield from private_stack("bh-shutdown-", TEST_OVERRIDES, "shutdown-test")
 
 
 class SlowReceiver:
