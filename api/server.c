@@ -542,6 +542,20 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 		}
 		return "unmatched";
 	}
+	/*
+	 * Every id, code and name is UTF-8 text, and PostgreSQL refuses a
+	 * parameter that is not (which would be a 503): such a path names
+	 * nothing, so it is an unknown resource, answered before any query.
+	 * (A %00 never gets here: libmicrohttpd ends the decoded path at it.)
+	 */
+	for (int i = 0; i < req->n_params; i++) {
+		if (!bh_utf8_valid(req->param_values[i])) {
+			bh_api_reply_error(req, 404, "not_found",
+					   "%s: no such resource (not UTF-8).",
+					   req->param_names[i]);
+			return r->pattern;
+		}
+	}
 	if (body->too_big) {
 		bh_api_reply_error(req, 413, "body_too_large",
 				   "body: larger than the limit of %d bytes.",
