@@ -173,3 +173,25 @@ def test_path_cut_by_percent_00_never_reaches_the_database(stack, admin):
     assert r.status_code == 404, r.text
     assert r.json()["status"] == "error"
     assert log.read_text(errors="replace").count("database:") == db_errors
+
+
+# The same for query arguments: filters reached PostgreSQL too (503).
+@pytest.mark.parametrize("path,name", [
+    ("/v1/endpoints?client_id=%FF", "client_id"),
+    ("/v1/deliveries?event_id=%FF", "event_id"),
+    ("/v1/deliveries?endpoint_id=ep%C3&limit=5", "endpoint_id"),
+    ("/banksocket/v1/webhooks?x%FF=1", "x"),
+])
+def test_query_argument_not_utf8_is_400_naming_it(stack, admin, path, name):
+    log = stack.log_dir / "api.log"
+    db_errors = log.read_text(errors="replace").count("database:")
+    r = admin.get(path)
+    assert r.status_code == 400, r.text
+    if path.startswith("/banksocket/"):
+        assert r.json()["status"] == "error"
+        assert r.json()["message"].startswith(name), r.text
+    else:
+        err = error_of(r)
+        assert err["code"] == "invalid_parameter"
+        assert err["message"].startswith(name + ": "), err
+    assert log.read_text(errors="replace").count("database:") == db_errors
