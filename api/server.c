@@ -523,6 +523,17 @@ static int parse_body(struct bh_request *req, const struct bh_buf *body)
 	return 0;
 }
 
+/* Stops at the first query argument whose name or value is not UTF-8. */
+static enum MHD_Result find_non_utf8_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	(void)kind;
+	if (bh_utf8_valid(key) && (value == NULL || bh_utf8_valid(value)))
+		return MHD_YES;
+	*(const char **)cls = key;
+	return MHD_NO;
+}
+
 /* Routes, authenticates and runs the handler; the reply is left in req. */
 static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 {
@@ -541,6 +552,28 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 					   req->path);
 		}
 		return "unmatched";
+	}
+	/*
+	 * Every id, code and name is UTF-8 text, and PostgreSQL refuses a
+	 * parameter that is not (which would be a 503): such a path names
+	 * nothing, so it is an unknown resource, answered before any query.
+	 * (A %00 never gets here: libmicrohttpd ends the decoded path at it.)
+	 */
+	for (int i = 0; i < req->n_params; i++) {
+		if (!bh_utf8_valid(req->param_values[i])) {
+			bh_api_reply_error(req, 404, "not_found",
+					   "%s: no such resource (not UTF-8).",
+					   req->param_names[i]);
+			return r->pattern;
+		}
+	}
+	/* The same for the query: filters and cursors would reach PostgreSQL too. */
+	const char *bad_arg = NULL;
+	(void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_non_utf8_arg,
+					&bad_arg);
+	if (bad_arg != NULL) {
+		bh_api_reply_error(req, 400, "invalid_parameter", "%.100s: not UTF-8.", bad_arg);
+		return r->pattern;
 	}
 	if (body->too_big) {
 		bh_api_reply_error(req, 413, "body_too_large",

@@ -295,6 +295,18 @@ static size_t utf8_seq_len(const unsigned char *p)
 	return n;
 }
 
+bool bh_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_seq_len(p);
+		if (n == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
 void bh_utf8_fix(char *s)
 {
 	unsigned char *p = (unsigned char *)s;

@@ -71,5 +71,7 @@ int bh_parse_time(const char *s, int64_t *ms) BH_MUSTCHECK;
  * through it before it reaches a JSON string, which must be UTF-8.
  */
 void bh_utf8_fix(char *s);
+/* Whether s is entirely well-formed UTF-8 (the same rules as bh_utf8_fix). */
+bool bh_utf8_valid(const char *s);
 
 #endif

@@ -129,3 +129,69 @@ def test_list_limit_out_of_range_is_400(admin):
     r = admin.get("/v1/endpoints", params={"limit": 0})
     assert r.status_code == 400, r.text
     assert "limit" in error_of(r)["message"]
+
+
+# A path parameter that is not UTF-8 used to reach PostgreSQL, which refuses
+# it: the api answered 503 and logged a database error. Such an id names
+# nothing, so it is a 404 in the route's envelope, with no query.
+@pytest.mark.parametrize("method,path,envelope", [
+    ("GET", "/v1/endpoints/%FF", "native"),
+    ("PATCH", "/v1/endpoints/ep%C3", "native"),
+    ("DELETE", "/v1/tokens/%FF", "native"),
+    ("GET", "/v1/deliveries/%C0%80", "native"),
+    ("GET", "/obp/v3.1.0/management/banks/%FF/account-web-hooks", "obp"),
+    ("DELETE", "/banksocket/v1/webhooks/%ED%A0%80", "banksocket"),
+    ("POST", "/acquirer/%FF/webhooks", "acquirer"),
+])
+def test_path_parameter_not_utf8_is_404_without_a_query(stack, admin, method, path, envelope):
+    log = stack.log_dir / "api.log"
+    db_errors = log.read_text(errors="replace").count("database:")
+    kw = {"json": {"enabled": False}} if method in ("PATCH", "POST") else {}
+    r = admin.request(method, path, **kw)
+    assert r.status_code == 404, r.text
+    body = r.json()
+    if envelope == "native":
+        assert error_of(r)["code"] == "not_found"
+    elif envelope == "obp":
+        assert body["code"] == 404 and body["message"].startswith("OBP-10404: "), body
+    elif envelope == "banksocket":
+        assert body["status"] == "error" and body["message"], body
+    else:
+        assert body["transactionStatus"] == "RJCT", body
+    assert log.read_text(errors="replace").count("database:") == db_errors
+
+
+def test_path_cut_by_percent_00_never_reaches_the_database(stack, admin):
+    """libmicrohttpd ends the decoded path at %00, so the parameter is cut
+    there (or the path no longer matches): never a database error."""
+    log = stack.log_dir / "api.log"
+    db_errors = log.read_text(errors="replace").count("database:")
+    r = admin.get("/v1/endpoints/%00")
+    assert r.status_code == 404, r.text
+    error_of(r)
+    r = admin.request("DELETE", "/banksocket/v1/webhooks/x%00%FF")
+    assert r.status_code == 404, r.text
+    assert r.json()["status"] == "error"
+    assert log.read_text(errors="replace").count("database:") == db_errors
+
+
+# The same for query arguments: filters reached PostgreSQL too (503).
+@pytest.mark.parametrize("path,name", [
+    ("/v1/endpoints?client_id=%FF", "client_id"),
+    ("/v1/deliveries?event_id=%FF", "event_id"),
+    ("/v1/deliveries?endpoint_id=ep%C3&limit=5", "endpoint_id"),
+    ("/banksocket/v1/webhooks?x%FF=1", "x"),
+])
+def test_query_argument_not_utf8_is_400_naming_it(stack, admin, path, name):
+    log = stack.log_dir / "api.log"
+    db_errors = log.read_text(errors="replace").count("database:")
+    r = admin.get(path)
+    assert r.status_code == 400, r.text
+    if path.startswith("/banksocket/"):
+        assert r.json()["status"] == "error"
+        assert r.json()["message"].startswith(name), r.text
+    else:
+        err = error_of(r)
+        assert err["code"] == "invalid_parameter"
+        assert err["message"].startswith(name + ": "), err
+    assert log.read_text(errors="replace").count("database:") == db_errors

@@ -1,10 +1,13 @@
 /*
  * common/util: bh_utf8_fix, which keeps replies and log lines valid UTF-8
  * when they quote input (schemathesis found a 500 where "%.40s" cut a
- * 4-byte character in half and JSON encoding then failed).
+ * 4-byte character in half and JSON encoding then failed), and
+ * bh_utf8_valid, with which the router answers 404 for a path parameter
+ * PostgreSQL would refuse (GET /v1/endpoints/%FF was a 503).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -45,6 +48,27 @@ static void run_utf8_case(void **state)
 	assert_string_equal(buf, c->out);
 }
 
+/* Every case above is valid exactly when bh_utf8_fix leaves it unchanged. */
+static void utf8_valid_agrees_with_fix(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+		bool same = strcmp(utf8_cases[i].in, utf8_cases[i].out) == 0;
+		if (bh_utf8_valid(utf8_cases[i].in) != same)
+			fail_msg("%s: bh_utf8_valid says %d", utf8_cases[i].name, !same);
+	}
+}
+
+static void utf8_valid_path_parameters(void **state)
+{
+	(void)state;
+	assert_false(bh_utf8_valid("\xff")); /* what %FF decodes to */
+	assert_false(bh_utf8_valid("ep_\xfe\xff"));
+	assert_false(bh_utf8_valid("\xc3")); /* cut at the end */
+	assert_true(bh_utf8_valid("%FF"));   /* still escaped: plain ASCII */
+	assert_true(bh_utf8_valid("ep_01H\xc3\xa9\xf0\x9d\x95\xbf")); /* é, a 4-byte character */
+}
+
 int main(void)
 {
 	struct CMUnitTest tests[32];
@@ -53,5 +77,9 @@ int main(void)
 		tests[n++] = (struct CMUnitTest){.name = utf8_cases[i].name,
 						 .test_func = run_utf8_case,
 						 .initial_state = (void *)&utf8_cases[i]};
+	tests[n++] = (struct CMUnitTest){.name = "utf8_valid_agrees_with_fix",
+					 .test_func = utf8_valid_agrees_with_fix};
+	tests[n++] = (struct CMUnitTest){.name = "utf8_valid_path_parameters",
+					 .test_func = utf8_valid_path_parameters};
 	return _cmocka_run_group_tests("util", tests, n, NULL, NULL);
 }
