@@ -122,6 +122,7 @@ static void reply_status(struct bh_request *req, enum rs rs, json_t *extra, cons
 	va_start(ap, fmt);
 	vsnprintf(desc, sizeof(desc), fmt, ap);
 	va_end(ap);
+	bh_utf8_scrub(desc); /* it may echo client bytes, or end mid-character */
 	json_t *body = json_pack("{s:s,s:{s:s,s:s,s:s}}", "transactionStatus",
 				 rs == RS_OK ? "ACTC" : "RJCT", "returnStatus", "statusCode",
 				 rs_table[rs].code, "statusMsg", rs_table[rs].msg,

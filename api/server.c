@@ -148,6 +148,7 @@ void bh_api_reply_error(struct bh_request *req, unsigned int status, const char 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	bh_utf8_scrub(msg); /* it may echo client bytes, or end mid-character */
 	if (req->obp) {
 		reply_error_obp(req, status, msg);
 		return;
@@ -167,6 +168,7 @@ void bh_api_reply_obp(struct bh_request *req, unsigned int status, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	bh_utf8_scrub(msg); /* it may echo client bytes, or end mid-character */
 	bh_api_reply_json(req, status, json_pack("{s:i,s:s}", "code", (int)status, "message", msg));
 }
 

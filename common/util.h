@@ -64,4 +64,13 @@ void bh_format_time(int64_t ms, char out[32]);
 /* Parses RFC 3339 (Z or +hh:mm offset, optional fraction) to ms; 0 or -1. */
 int bh_parse_time(const char *s, int64_t *ms) BH_MUSTCHECK;
 
+/*
+ * Replaces, in place, every byte of s that is not part of a valid UTF-8
+ * sequence (stray or truncated sequences, overlong forms, surrogates,
+ * past U+10FFFF) with '?'. Error messages that echo client input go
+ * through it: JSON strings must be valid UTF-8, and a byte the client sent
+ * or a cut at a buffer's end must not turn a 400 into a 500.
+ */
+void bh_utf8_scrub(char *s);
+
 #endif
