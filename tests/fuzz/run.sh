@@ -4,8 +4,9 @@
 # inputs in tests/fuzz/corpus/<name>/ (every one of them is run first, so a
 # regression input that crashes again fails at once) and its dictionary
 # tests/fuzz/dict/<name>.dict when there is one. New inputs go to
-# build/fuzz/corpus/<name>/, kept between local runs; a finding is saved
-# under build/fuzz/findings/<name>/ and its log in build/fuzz/logs/.
+# $FUZZ_OUT/corpus/<name>/ (FUZZ_OUT defaults to build/fuzz), kept between
+# local runs; a finding is saved under $FUZZ_OUT/findings/<name>/ and the
+# run's log in $FUZZ_OUT/logs/<name>.log.
 # Each target counts as one test. Ends with exactly one line
 #   fuzz: N passed, N failed
 # and exits non-zero when any target found something or did not run.
@@ -15,6 +16,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO"
 
 seconds="${FUZZ_SECONDS:-60}"
+out="${FUZZ_OUT:-build/fuzz}"
 passed=0 failed=0
 [ $# -gt 0 ] || { echo "run.sh: no fuzz targets given" >&2; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 
@@ -22,9 +24,9 @@ for target in "$@"; do
     name="$(basename "$target")"
     name="${name#fuzz_}"
     seeds="tests/fuzz/corpus/$name"
-    work="build/fuzz/corpus/$name"
-    findings="build/fuzz/findings/$name"
-    log="build/fuzz/logs/$name.log"
+    work="$out/corpus/$name"
+    findings="$out/findings/$name"
+    log="$out/logs/$name.log"
     dict="tests/fuzz/dict/$name.dict"
     mkdir -p "$work" "$findings" "$(dirname "$log")"
     args=(-max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 -max_len=16384
