@@ -1,13 +1,15 @@
 /*
  * libFuzzer target: the api's request plumbing before any handler
  * (api/server.c, included so its static functions are reachable): route
- * matching with path parameters, the bearer / DirectLogin token, and the
- * JSON body as parse_body reads it. The selector line is "METHOD PATH";
+ * matching with path parameters, the 404 / 405 answer to an unmatched
+ * path (dispatch), the bearer / DirectLogin token, and the JSON body as
+ * parse_body reads it. The selector line is "METHOD PATH";
  * headers and body as in harness.h. Besides crashes and sanitizer
  * reports, it checks that a matched route really is the path (the
  * pattern with its parameters substituted gives the path back), that
  * parameters are single non-empty segments within PARAM_MAX, that a token
- * never overruns its buffer, and that a refused body gets a 4xx JSON reply.
+ * never overruns its buffer, and that an unmatched path or a refused body
+ * gets a 4xx JSON reply (405 with Allow exactly when other methods match).
  */
 #include "server.c"
 
@@ -76,8 +78,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			m += n;
 			m += strspn(m, ", ");
 		}
-		fr.req.obp = strncmp(fr.req.path, "/obp/", 5) == 0;
-		fr.req.reply_error = path_reply_error(fr.req.path);
+		/* dispatch() answers an unmatched path itself (404 / 405), before any database. */
+		struct bh_buf none = {0};
+		(void)dispatch(&fr.req, &none);
+		json_t *reply = fuzz_req_expect_error(&fr);
+		json_decref(reply);
+		if ((fr.req.status == 405) != (allow != NULL) ||
+		    (allow != NULL && (fr.req.reply_allow == NULL ||
+				       strcmp(fr.req.reply_allow, allow) != 0)))
+			fuzz_fail("unmatched %s %s answered %u (Allow %s)", fr.req.method,
+				  fr.req.path, fr.req.status, allow ? allow : "none");
+		free(fr.req.reply_body);
+		fr.req.reply_body = NULL;
+		fr.req.status = 0;
 	}
 	free(allow);
 
