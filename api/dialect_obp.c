@@ -458,7 +458,8 @@ static void list_account_webhooks(struct bh_request *req)
 	char limit_text[24], offset_text[24];
 	PGresult *res = NULL;
 
-	if (check_bank_and_role(req, bank_id, "CanGetWebhooks") < 0 || parse_list_query(req, &q) < 0)
+	if (check_bank_and_role(req, bank_id, "CanGetWebhooks") < 0 ||
+	    parse_list_query(req, &q) < 0)
 		goto out;
 	bool ascending = q.ascending;
 	snprintf(limit_text, sizeof(limit_text), "%lld", q.limit);
@@ -499,8 +500,8 @@ out:
 /* ---------------------------------------------------------------- notification webhooks */
 
 /* A notification webhook body, borrowed from req->body; 0, or -1 with the reply set. */
-static int parse_notification_webhook(struct bh_request *req, const char **url,
-				      const char **method, const char **protocol)
+static int parse_notification_webhook(struct bh_request *req, const char **url, const char **method,
+				      const char **protocol)
 {
 	static const char expected[] = "AccountNotificationWebhookPostJson";
 	json_t *obj = obp_body(req, expected);

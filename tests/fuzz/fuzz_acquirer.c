@@ -27,8 +27,8 @@ static void check_rjct(const struct fuzz_req *fr)
 	const char *ts = json_string_value(json_object_get(reply, "transactionStatus"));
 	bool known = false;
 	for (size_t i = 0; code != NULL && i < BH_ARRAY_LEN(rs_table); i++)
-		known = known || (strcmp(code, rs_table[i].code) == 0 &&
-				  rs_table[i].http == fr->req.status);
+		known = known ||
+			(strcmp(code, rs_table[i].code) == 0 && rs_table[i].http == fr->req.status);
 	if (ts == NULL || strcmp(ts, "RJCT") != 0 || !known ||
 	    !json_is_string(json_object_get(rs, "statusDescription")))
 		fuzz_fail("not the RJCT envelope of the table: %s", fr->req.reply_body);
@@ -45,7 +45,8 @@ static void check_reply_headers(const struct fuzz_req *fr)
 
 static bool digits(const char *s, size_t max)
 {
-	return s != NULL && s[0] != '\0' && strlen(s) <= max && strspn(s, "0123456789") == strlen(s);
+	return s != NULL && s[0] != '\0' && strlen(s) <= max &&
+	       strspn(s, "0123456789") == strlen(s);
 }
 
 static void run_headers(struct fuzz_req *fr)
@@ -82,7 +83,8 @@ static void run_config(struct fuzz_req *fr)
 		fuzz_fail("security key of %zu bytes or algorithm %s passed", strlen(c.key),
 			  c.algorithm);
 	const char *at = strchr(c.email, '@');
-	if (at == NULL || at == c.email || strchr(at + 1, '@') != NULL || strlen(c.email) > EMAIL_MAX)
+	if (at == NULL || at == c.email || strchr(at + 1, '@') != NULL ||
+	    strlen(c.email) > EMAIL_MAX)
 		fuzz_fail("supportEmail %s passed", c.email);
 	if (bh_url_check(c.url, fr->cfg.delivery_allow_loopback, fr->cfg.delivery_allow_private,
 			 msg, sizeof(msg)) < 0)

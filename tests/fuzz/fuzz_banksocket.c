@@ -18,8 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_text(json_t *body, const char *key, const char *got, size_t max)
 {
 	json_t *v = json_object_get(body, key);
-	if (json_string_value(v) != got || strlen(got) != json_string_length(v) ||
-	    got[0] == '\0' || strlen(got) > max || !fuzz_printable(got))
+	if (json_string_value(v) != got || strlen(got) != json_string_length(v) || got[0] == '\0' ||
+	    strlen(got) > max || !fuzz_printable(got))
 		fuzz_fail("%s: passed empty, over %zu bytes, or with a NUL or control character",
 			  key, max);
 }

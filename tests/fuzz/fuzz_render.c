@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FORM_FIELDS 12
 
 static const char *const form_keys[FORM_FIELDS] = {
-	"dc",	    "code",    "amount", "balance",	"currency",	 "description",
+	"dc",	      "code",	 "amount", "balance",	  "currency",	   "description",
 	"account_id", "account", "bank",   "opponent_id", "opponent_iban", "hash"};
 
 static int hex_value(char c)
@@ -45,7 +45,8 @@ static void form_decode(const char *body, size_t len, char *v[FORM_FIELDS])
 		size_t klen = strlen(form_keys[i]);
 		if ((size_t)(stop - p) < klen + 1 || strncmp(p, form_keys[i], klen) != 0 ||
 		    p[klen] != '=')
-			fuzz_fail("form field %d is not %s=: %.*s", i, form_keys[i], (int)len, body);
+			fuzz_fail("form field %d is not %s=: %.*s", i, form_keys[i], (int)len,
+				  body);
 		p += klen + 1;
 		char *out = bh_xmalloc((size_t)(stop - p) + 1), *o = out;
 		for (; p < stop; p++) {
@@ -115,8 +116,8 @@ static void check_acquirer(const struct bh_sub *sub, const struct bh_event *ev,
 			   const struct bh_rendered *r)
 {
 	json_t *env = json_loadb(r->body, r->len, 0, NULL);
-	const char *key =
-		json_string_value(json_object_get(json_object_get(sub->options, "security"), "key"));
+	const char *key = json_string_value(
+		json_object_get(json_object_get(sub->options, "security"), "key"));
 	unsigned char *iv = NULL, *tag = NULL, *cipher = NULL;
 	long ivlen = bh_base64_decode(member(env, "iv"), &iv);
 	long taglen = bh_base64_decode(member(env, "tag"), &tag);
@@ -124,12 +125,11 @@ static void check_acquirer(const struct bh_sub *sub, const struct bh_event *ev,
 	if (env == NULL || ivlen != 12 || taglen != 16 || clen < 0 || key == NULL)
 		fuzz_fail("acquirer envelope malformed: %.*s", (int)r->len, r->body);
 	unsigned char *plain = bh_xmalloc((size_t)clen + 1);
-	if (bh_aes256gcm_decrypt((const unsigned char *)key, iv, cipher, (size_t)clen, tag,
-				 plain) < 0)
+	if (bh_aes256gcm_decrypt((const unsigned char *)key, iv, cipher, (size_t)clen, tag, plain) <
+	    0)
 		fuzz_fail("acquirer envelope does not decrypt with the configured key");
 	json_t *n = json_loadb((const char *)plain, (size_t)clen, 0, NULL);
-	if (n == NULL ||
-	    strcmp(member(n, "eventId"), ev->id) != 0 ||
+	if (n == NULL || strcmp(member(n, "eventId"), ev->id) != 0 ||
 	    strcmp(member(n, "paymentId"), bh_event_data_str(ev, "payment_id")) != 0)
 		fuzz_fail("acquirer notification is not the event's payment");
 	json_decref(n);
@@ -171,8 +171,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 64 * 1024)
 		return -1;
 	json_t *in = json_loadb((const char *)data, size, 0, NULL);
-	if (!json_is_object(in) ||
-	    bh_event_from_json(json_object_get(in, "event"), "fallback", &ev, err, sizeof(err)) < 0) {
+	if (!json_is_object(in) || bh_event_from_json(json_object_get(in, "event"), "fallback", &ev,
+						      err, sizeof(err)) < 0) {
 		json_decref(in);
 		return 0;
 	}

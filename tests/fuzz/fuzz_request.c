@@ -73,7 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Allow lists the other methods of the path, never the one asked for. */
 		for (const char *m = allow; m != NULL && *m != '\0';) {
 			size_t n = strcspn(m, ",");
-			if (n == 0 || (strlen(fr.req.method) == n && strncmp(m, fr.req.method, n) == 0))
+			if (n == 0 ||
+			    (strlen(fr.req.method) == n && strncmp(m, fr.req.method, n) == 0))
 				fuzz_fail("Allow \"%s\" for method %s", allow, fr.req.method);
 			m += n;
 			m += strspn(m, ", ");
@@ -84,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *reply = fuzz_req_expect_error(&fr);
 		json_decref(reply);
 		if ((fr.req.status == 405) != (allow != NULL) ||
-		    (allow != NULL && (fr.req.reply_allow == NULL ||
-				       strcmp(fr.req.reply_allow, allow) != 0)))
+		    (allow != NULL &&
+		     (fr.req.reply_allow == NULL || strcmp(fr.req.reply_allow, allow) != 0)))
 			fuzz_fail("unmatched %s %s answered %u (Allow %s)", fr.req.method,
 				  fr.req.path, fr.req.status, allow ? allow : "none");
 		free(fr.req.reply_body);

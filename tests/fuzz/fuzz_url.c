@@ -28,9 +28,9 @@ static void check_accepted(const char *url)
 	for (const char *p = url; *p; p++)
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
 			fuzz_fail("accepted a URL with whitespace or a control character");
-	const char *rest = strncasecmp(url, "https://", 8) == 0	  ? url + 8
+	const char *rest = strncasecmp(url, "https://", 8) == 0	 ? url + 8
 			   : strncasecmp(url, "http://", 7) == 0 ? url + 7
-								  : NULL;
+								 : NULL;
 	if (rest == NULL)
 		fuzz_fail("accepted a URL that is not http(s): %s", url);
 	size_t auth = strcspn(rest, "/?#");

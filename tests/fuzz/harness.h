@@ -36,11 +36,11 @@ struct fuzz_req {
 	struct bh_api api;
 	struct fuzz_conn conn;
 	struct bh_request req;
-	char *selector; /* the first line */
+	char *selector;	  /* the first line */
 	const char *body; /* the raw body (points into a copy of the input) */
 	size_t body_len;
 	bool body_is_json; /* the body parsed (or was empty); req.body set when non-empty */
-	char *input;       /* NUL-terminated copy of the input */
+	char *input;	   /* NUL-terminated copy of the input */
 };
 
 /*
