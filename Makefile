@@ -6,6 +6,7 @@
 #   make test            unit tests + end-to-end tests on a private stack
 #   make bench           the benchmark (PRODUCT.md section 9)
 #   make soak            mixed load + faults for SOAK_SECONDS (600), then a report
+#   make fuzz            libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each
 #   make SANITIZE=address,undefined test
 #   make V=1             show the commands
 
@@ -44,7 +45,7 @@ LIBCOMMON := $(BUILD)/libbankhook.a
 PROGRAMS  := $(BIN)/bankhook-api $(BIN)/bankhook-scheduler $(BIN)/bankhook-worker
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean setup run up down test unit e2e bench soak format format-check
+.PHONY: all clean setup run up down test unit e2e bench soak fuzz fuzz-build format format-check
 
 all: $(PROGRAMS)
 
@@ -82,6 +83,46 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON)
 $(BIN)/bankhook-bench-receiver: $(call obj,$(BENCH_SRC)) $(LIBCOMMON)
 	@mkdir -p $(BIN)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- fuzzing: libFuzzer targets tests/fuzz/fuzz_<name>.c, built with clang
+# and ASan+UBSan into build/fuzz (the library is compiled again there with
+# coverage instrumentation). tests/fuzz/run.sh runs each for FUZZ_SECONDS
+# over its corpus tests/fuzz/corpus/<name>/ and fails on any finding.
+FUZZ_CC      ?= $(shell command -v clang-14 || command -v clang || echo clang-14)
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# librdkafka's RD_KAFKA_V_* macros are GNU statement expressions, which clang flags.
+FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Wno-gnu-statement-expression -MMD -MP \
+                -Icommon -Iapi -Itests/fuzz $(shell pkg-config --cflags $(PKGS)) $(FUZZ_SAN) \
+                -fsanitize=fuzzer-no-link
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+# Everything but main(): a target that #includes one of these .c files (to
+# reach its static functions) defines its symbols first, so the archive
+# member is never pulled in beside it.
+FUZZ_LIB     := $(FUZZ_BUILD)/libbankhook-fuzz.a
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRC) $(filter-out api/main.c,$(API_SRC)))
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	$(Q)$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/harness.o $(FUZZ_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+.PRECIOUS: $(FUZZ_BUILD)/%.o
+
+fuzz-build: $(FUZZ_TARGETS)
+
+# Ends with "fuzz: N passed, N failed"; non-zero when a target found something.
+fuzz: fuzz-build
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_TARGETS)
 
 setup:
 	$(Q)bash deploy/setup.sh

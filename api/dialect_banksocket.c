@@ -118,41 +118,54 @@ static int body_account(struct bh_request *req, json_t *obj, char **out)
 	return 0;
 }
 
+/*
+ * The body of a create, apart from authentication and the database so
+ * tests/fuzz/fuzz_banksocket.c can run it on any body: title, endpoint,
+ * event borrowed from req->body, *account malloc'ed (also on failure).
+ * 0, or -1 with the reply set.
+ */
+static int parse_create(struct bh_request *req, const char **title, const char **endpoint,
+			const char **event, char **account)
+{
+	char msg[256];
+	const struct bh_config *cfg = req->api->cfg;
+	json_t *obj = req->body;
+	*account = NULL;
+	if (!json_is_object(obj)) {
+		bh_api_reply_error(req, 400, "invalid_body", "body: a JSON object is required.");
+		return -1;
+	}
+	if (bh_body_string(req, obj, "", "title", 1, TITLE_MAX, true, title) < 0 ||
+	    bh_body_string(req, obj, "", "endpoint", 1, BH_URL_MAX, true, endpoint) < 0 ||
+	    bh_body_string(req, obj, "", "event", 1, 32, true, event) < 0 ||
+	    body_account(req, obj, account) < 0)
+		return -1;
+	if (bh_url_check(*endpoint, cfg->delivery_allow_loopback, cfg->delivery_allow_private, msg,
+			 sizeof(msg)) < 0) {
+		bh_api_reply_error(req, 400, "invalid_field", "endpoint: %s", msg);
+		return -1;
+	}
+	bool known = false;
+	for (size_t i = 0; i < BH_ARRAY_LEN(events); i++)
+		known = known || strcmp(*event, events[i]) == 0;
+	if (!known) {
+		bh_api_reply_error(req, 400, "invalid_field",
+				   "event: must be NEW_TRANSACTION, NEW_DEBIT or NEW_CREDIT.");
+		return -1;
+	}
+	return 0;
+}
+
 /* POST /banksocket/v1/webhooks {title, endpoint, event, account} */
 static void create_webhook(struct bh_request *req)
 {
 	const char *title, *endpoint, *event;
 	char *account = NULL;
-	char msg[256];
 	json_t *row = NULL;
 	PGresult *res = NULL;
-	const struct bh_config *cfg = req->api->cfg;
 
-	if (authenticate(req) < 0)
+	if (authenticate(req) < 0 || parse_create(req, &title, &endpoint, &event, &account) < 0)
 		goto out;
-	if (!json_is_object(req->body)) {
-		bh_api_reply_error(req, 400, "invalid_body", "body: a JSON object is required.");
-		goto out;
-	}
-	json_t *obj = req->body;
-	if (bh_body_string(req, obj, "", "title", 1, TITLE_MAX, true, &title) < 0 ||
-	    bh_body_string(req, obj, "", "endpoint", 1, BH_URL_MAX, true, &endpoint) < 0 ||
-	    bh_body_string(req, obj, "", "event", 1, 32, true, &event) < 0 ||
-	    body_account(req, obj, &account) < 0)
-		goto out;
-	if (bh_url_check(endpoint, cfg->delivery_allow_loopback, cfg->delivery_allow_private, msg,
-			 sizeof(msg)) < 0) {
-		bh_api_reply_error(req, 400, "invalid_field", "endpoint: %s", msg);
-		goto out;
-	}
-	bool known = false;
-	for (size_t i = 0; i < BH_ARRAY_LEN(events); i++)
-		known = known || strcmp(event, events[i]) == 0;
-	if (!known) {
-		bh_api_reply_error(req, 400, "invalid_field",
-				   "event: must be NEW_TRANSACTION, NEW_DEBIT or NEW_CREDIT.");
-		goto out;
-	}
 	bool all = strcmp(account, "all") == 0;
 	json_t *types = json_pack("[s]", "transaction.created");
 	json_t *options =

@@ -230,72 +230,89 @@ static json_t *account_webhook_json(json_t *row, const char *created_by_user_id)
 
 /* ---------------------------------------------------------------- account webhooks */
 
-/* POST /banks/BANK_ID/account-web-hooks */
-static void create_account_webhook(struct bh_request *req)
-{
-	static const char expected[] = "AccountWebhookPostJson";
-	const char *bank_id = bh_api_param(req, "bank_id");
+/*
+ * The request validation of each call is a function of its own, apart
+ * from the bank, role and database steps, so tests/fuzz/fuzz_obp.c can
+ * run it on any body, query or header.
+ */
+
+/* A POST account-web-hooks body; the strings are borrowed from req->body. */
+struct account_webhook_req {
 	const char *account_id, *trigger, *url, *method, *protocol;
 	bool active;
-	json_t *obj, *row = NULL;
+};
 
-	if (check_bank_and_role(req, bank_id, "CanCreateWebhook") < 0 ||
-	    (obj = obp_body(req, expected)) == NULL)
-		goto out;
-	if (body_str(req, obj, "account_id", ACCOUNT_ID_MAX, expected, &account_id) < 0 ||
-	    body_str(req, obj, "trigger_name", 100, expected, &trigger) < 0 ||
-	    body_str(req, obj, "url", BH_URL_MAX, expected, &url) < 0 ||
-	    body_str(req, obj, "http_method", 20, expected, &method) < 0 ||
-	    body_str(req, obj, "http_protocol", 20, expected, &protocol) < 0 ||
-	    body_is_active(req, obj, expected, &active) < 0)
-		goto out;
+/* Members and then values, in OBP-API's order; 0, or -1 with the reply set. */
+static int parse_account_webhook(struct bh_request *req, struct account_webhook_req *w)
+{
+	static const char expected[] = "AccountWebhookPostJson";
+	json_t *obj = obp_body(req, expected);
+	if (obj == NULL)
+		return -1;
+	if (body_str(req, obj, "account_id", ACCOUNT_ID_MAX, expected, &w->account_id) < 0 ||
+	    body_str(req, obj, "trigger_name", 100, expected, &w->trigger) < 0 ||
+	    body_str(req, obj, "url", BH_URL_MAX, expected, &w->url) < 0 ||
+	    body_str(req, obj, "http_method", 20, expected, &w->method) < 0 ||
+	    body_str(req, obj, "http_protocol", 20, expected, &w->protocol) < 0 ||
+	    body_is_active(req, obj, expected, &w->active) < 0)
+		return -1;
 	/* Values, in OBP-API's order: trigger, is_active; then what bankhook adds. */
-	if (!in_list(trigger, account_triggers, BH_ARRAY_LEN(account_triggers))) {
+	if (!in_list(w->trigger, account_triggers, BH_ARRAY_LEN(account_triggers))) {
 		bh_api_reply_obp(req, 400,
 				 "OBP-10039: Incorrect Trigger name:%s. Possible values are "
 				 "OnBalanceChange, OnCreditTransaction, OnDebitTransaction",
-				 trigger);
-		goto out;
+				 w->trigger);
+		return -1;
 	}
-	if (!in_list(method, account_methods, BH_ARRAY_LEN(account_methods))) {
+	if (!in_list(w->method, account_methods, BH_ARRAY_LEN(account_methods))) {
 		bh_api_reply_obp(req, 400,
 				 "OBP-10037: Incorrect http_method. Only Support `POST`, `PUT`, "
 				 "`PATCH`, `GET`, `DELETE` currently. Current value is (%s)",
-				 method);
-		goto out;
+				 w->method);
+		return -1;
 	}
-	if (strcmp(protocol, HTTP_1_1) != 0) {
+	if (strcmp(w->protocol, HTTP_1_1) != 0) {
 		bh_api_reply_obp(req, 400,
 				 "OBP-10038: Incorrect http_protocol. Only Support `HTTP/1.1` "
 				 "currently. Current value is (%s)",
-				 protocol);
-		goto out;
+				 w->protocol);
+		return -1;
 	}
-	if (account_id[0] == '\0') {
+	if (w->account_id[0] == '\0') {
 		bh_api_reply_obp(req, 400, "OBP-10035: Incorrect json value. account_id is empty.");
-		goto out;
+		return -1;
 	}
-	if (check_url(req, url) < 0)
-		goto out;
+	return check_url(req, w->url);
+}
 
+/* POST /banks/BANK_ID/account-web-hooks */
+static void create_account_webhook(struct bh_request *req)
+{
+	const char *bank_id = bh_api_param(req, "bank_id");
+	struct account_webhook_req w;
+	json_t *row = NULL;
+
+	if (check_bank_and_role(req, bank_id, "CanCreateWebhook") < 0 ||
+	    parse_account_webhook(req, &w) < 0)
+		goto out;
 	/* OnBalanceChange also fires on balance.changed; the others only on transactions. */
-	json_t *types = strcmp(trigger, "OnBalanceChange") == 0
+	json_t *types = strcmp(w.trigger, "OnBalanceChange") == 0
 				? json_pack("[s,s]", "transaction.created", "balance.changed")
 				: json_pack("[s]", "transaction.created");
 	json_t *options =
-		json_pack("{s:s,s:s}", "trigger_name", trigger, "http_protocol", protocol);
-	char *description = bh_xasprintf("OBP account webhook %s", trigger);
+		json_pack("{s:s,s:s}", "trigger_name", w.trigger, "http_protocol", w.protocol);
+	char *description = bh_xasprintf("OBP account webhook %s", w.trigger);
 	struct bh_sub_new n = {
 		.client_id = req->caller.client_id,
 		.kind = "obp_account",
-		.url = url,
+		.url = w.url,
 		.description = description,
 		.event_types = types,
 		.bank_id = bank_id,
-		.account_id = account_id,
-		.http_method = method,
+		.account_id = w.account_id,
+		.http_method = w.method,
 		.options = options,
-		.enabled = active,
+		.enabled = w.active,
 		.created_by_user_id = req->caller.user_id,
 	};
 	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
@@ -312,7 +329,7 @@ static void create_account_webhook(struct bh_request *req)
 		goto out;
 	}
 	struct bh_log_ctx ctx = {.subscription = str_member(row, "id")};
-	bh_info_ctx(&ctx, "created OBP account webhook %s at %s for user %s", trigger, bank_id,
+	bh_info_ctx(&ctx, "created OBP account webhook %s at %s for user %s", w.trigger, bank_id,
 		    req->caller.user_id);
 	bh_api_reply_json(req, 201, account_webhook_json(row, req->caller.user_id));
 out:
@@ -346,21 +363,29 @@ static int find_account_webhook(struct bh_request *req, const char *bank_id, con
 	return rc;
 }
 
+/* The PUT account-web-hooks body: *id borrowed from req->body; 0, or -1 with the reply set. */
+static int parse_webhook_update(struct bh_request *req, const char **id, bool *active)
+{
+	static const char expected[] = "AccountWebhookPutJson";
+	json_t *obj = obp_body(req, expected);
+	if (obj == NULL ||
+	    body_str(req, obj, "account_webhook_id", WEBHOOK_ID_MAX, expected, id) < 0 ||
+	    body_is_active(req, obj, expected, active) < 0)
+		return -1;
+	return 0;
+}
+
 /* PUT /banks/BANK_ID/account-web-hooks {account_webhook_id, is_active} */
 static void update_account_webhook(struct bh_request *req)
 {
-	static const char expected[] = "AccountWebhookPutJson";
 	const char *bank_id = bh_api_param(req, "bank_id");
 	const char *id;
 	bool active;
-	json_t *obj, *row = NULL, *updated = NULL;
+	json_t *row = NULL, *updated = NULL;
 	char *created_by = NULL;
 
 	if (check_bank_and_role(req, bank_id, "CanUpdateWebhook") < 0 ||
-	    (obj = obp_body(req, expected)) == NULL)
-		goto out;
-	if (body_str(req, obj, "account_webhook_id", WEBHOOK_ID_MAX, expected, &id) < 0 ||
-	    body_is_active(req, obj, expected, &active) < 0)
+	    parse_webhook_update(req, &id, &active) < 0)
 		goto out;
 	int rc = find_account_webhook(req, bank_id, id, &row, &created_by);
 	if (rc < 0) {
@@ -390,49 +415,63 @@ out:
 	free(created_by);
 }
 
-/* GET /management/banks/BANK_ID/account-web-hooks */
-static void list_account_webhooks(struct bh_request *req)
+/* The query of GET account-web-hooks; filters NULL when absent or empty. */
+struct list_query {
+	long long limit, offset;
+	bool ascending;
+	const char *account_id, *user_id;
+};
+
+/* 0, or -1 with the reply set. */
+static int parse_list_query(struct bh_request *req, struct list_query *q)
 {
-	const char *bank_id = bh_api_param(req, "bank_id");
 	const char *limit_s = bh_api_query(req, "limit");
 	const char *offset_s = bh_api_query(req, "offset");
 	const char *sort = bh_api_query(req, "sort_direction");
 	const char *account_id = bh_api_query(req, "account_id");
 	const char *user_id = bh_api_query(req, "user_id");
-	long long limit = 50, offset = 0;
-	char limit_text[24], offset_text[24];
-	PGresult *res = NULL;
-
-	if (check_bank_and_role(req, bank_id, "CanGetWebhooks") < 0)
-		goto out;
-	if (limit_s != NULL && bh_parse_int(limit_s, 1, LLONG_MAX, &limit) < 0) {
+	q->limit = 50;
+	q->offset = 0;
+	if (limit_s != NULL && bh_parse_int(limit_s, 1, LLONG_MAX, &q->limit) < 0) {
 		bh_api_reply_obp(req, 400, MSG_BAD_LIMIT);
-		goto out;
+		return -1;
 	}
-	if (limit > LIMIT_MAX) {
+	if (q->limit > LIMIT_MAX) {
 		bh_api_reply_obp(req, 400, "OBP-10012: Invalid value. Maximum number is %d.",
 				 LIMIT_MAX);
-		goto out;
+		return -1;
 	}
-	if (offset_s != NULL && bh_parse_int(offset_s, 0, LLONG_MAX, &offset) < 0) {
+	if (offset_s != NULL && bh_parse_int(offset_s, 0, LLONG_MAX, &q->offset) < 0) {
 		bh_api_reply_obp(req, 400, MSG_BAD_OFFSET);
-		goto out;
+		return -1;
 	}
 	if (sort != NULL && strcasecmp(sort, "ASC") != 0 && strcasecmp(sort, "DESC") != 0) {
 		bh_api_reply_obp(req, 400, MSG_BAD_SORT);
-		goto out;
+		return -1;
 	}
-	bool ascending = sort != NULL && strcasecmp(sort, "ASC") == 0;
-	snprintf(limit_text, sizeof(limit_text), "%lld", limit);
-	snprintf(offset_text, sizeof(offset_text), "%lld", offset);
+	q->ascending = sort != NULL && strcasecmp(sort, "ASC") == 0;
 	/* Empty filters are ignored, as OBP-API ignores them ("if null ignore"). */
+	q->account_id = account_id && account_id[0] ? account_id : NULL;
+	q->user_id = user_id && user_id[0] ? user_id : NULL;
+	return 0;
+}
+
+/* GET /management/banks/BANK_ID/account-web-hooks */
+static void list_account_webhooks(struct bh_request *req)
+{
+	const char *bank_id = bh_api_param(req, "bank_id");
+	struct list_query q;
+	char limit_text[24], offset_text[24];
+	PGresult *res = NULL;
+
+	if (check_bank_and_role(req, bank_id, "CanGetWebhooks") < 0 ||
+	    parse_list_query(req, &q) < 0)
+		goto out;
+	bool ascending = q.ascending;
+	snprintf(limit_text, sizeof(limit_text), "%lld", q.limit);
+	snprintf(offset_text, sizeof(offset_text), "%lld", q.offset);
 	const char *params[] = {
-		bank_id,
-		scope(req),
-		account_id && account_id[0] ? account_id : NULL,
-		user_id && user_id[0] ? user_id : NULL,
-		limit_text,
-		offset_text,
+		bank_id, scope(req), q.account_id, q.user_id, limit_text, offset_text,
 	};
 	/* seq follows creation order; the two literal orders keep the plan simple. */
 	res = bh_db_query(bh_api_db(req),
@@ -466,39 +505,46 @@ out:
 
 /* ---------------------------------------------------------------- notification webhooks */
 
+/* A notification webhook body, borrowed from req->body; 0, or -1 with the reply set. */
+static int parse_notification_webhook(struct bh_request *req, const char **url, const char **method,
+				      const char **protocol)
+{
+	static const char expected[] = "AccountNotificationWebhookPostJson";
+	json_t *obj = obp_body(req, expected);
+	if (obj == NULL || body_str(req, obj, "url", BH_URL_MAX, expected, url) < 0 ||
+	    body_str(req, obj, "http_method", 20, expected, method) < 0 ||
+	    body_str(req, obj, "http_protocol", 20, expected, protocol) < 0)
+		return -1;
+	if (strcmp(*method, "POST") != 0) {
+		bh_api_reply_obp(req, 400,
+				 "OBP-10037: Incorrect http_method. Only Support `POST` currently."
+				 " Current value is (%s)",
+				 *method);
+		return -1;
+	}
+	if (strcmp(*protocol, HTTP_1_1) != 0) {
+		bh_api_reply_obp(req, 400,
+				 "OBP-10038: Incorrect http_protocol. Only Support `HTTP/1.1` "
+				 "currently. Current value is (%s)",
+				 *protocol);
+		return -1;
+	}
+	return check_url(req, *url);
+}
+
 /*
  * POST [/banks/BANK_ID]/web-hooks/account/notifications/on-create-transaction
  * bank_id NULL: the system-level one.
  */
 static void create_notification_webhook(struct bh_request *req, const char *bank_id)
 {
-	static const char expected[] = "AccountNotificationWebhookPostJson";
 	const char *url, *method, *protocol;
-	json_t *obj, *row = NULL;
+	json_t *row = NULL;
 
 	const char *role = bank_id ? "CanCreateAccountNotificationWebhookAtOneBank"
 				   : "CanCreateSystemAccountNotificationWebhook";
-	if (check_bank_and_role(req, bank_id, role) < 0 || (obj = obp_body(req, expected)) == NULL)
-		goto out;
-	if (body_str(req, obj, "url", BH_URL_MAX, expected, &url) < 0 ||
-	    body_str(req, obj, "http_method", 20, expected, &method) < 0 ||
-	    body_str(req, obj, "http_protocol", 20, expected, &protocol) < 0)
-		goto out;
-	if (strcmp(method, "POST") != 0) {
-		bh_api_reply_obp(req, 400,
-				 "OBP-10037: Incorrect http_method. Only Support `POST` currently."
-				 " Current value is (%s)",
-				 method);
-		goto out;
-	}
-	if (strcmp(protocol, HTTP_1_1) != 0) {
-		bh_api_reply_obp(req, 400,
-				 "OBP-10038: Incorrect http_protocol. Only Support `HTTP/1.1` "
-				 "currently. Current value is (%s)",
-				 protocol);
-		goto out;
-	}
-	if (check_url(req, url) < 0)
+	if (check_bank_and_role(req, bank_id, role) < 0 ||
+	    parse_notification_webhook(req, &url, &method, &protocol) < 0)
 		goto out;
 
 	json_t *types = json_pack("[s]", "transaction.created");

@@ -185,7 +185,14 @@ int bh_url_check(const char *url, bool allow_loopback, bool allow_private, char 
 		host[host_len] = '\0';
 		for (const char *p = host; *p; p++)
 			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
-				snprintf(errbuf, errlen, "host contains the invalid character '%c'", *p);
+				/* A byte past ASCII alone would not be valid UTF-8 in a reply. */
+				if ((unsigned char)*p < 0x7f)
+					snprintf(errbuf, errlen,
+						 "host contains the invalid character '%c'", *p);
+				else
+					snprintf(errbuf, errlen,
+						 "host contains the invalid byte 0x%02X",
+						 (unsigned char)*p);
 				return -1;
 			}
 	}

@@ -212,6 +212,10 @@ BODY_CASES = [
     (SEC + ["algorithm"], "AES-128-CBC", "channelTypeNotification.security.algorithm", "304"),
     (SEC + ["algorithm"], "A" * 71, "channelTypeNotification.security.algorithm", "303"),
     (["extra"], 1, "extra", "303"),
+    # Found by fuzz_acquirer / fuzz_obp: an unknown name cut at 64 bytes mid-character,
+    # or a non-ASCII byte of a URL host, in the description was a 500 (invalid UTF-8).
+    (["extra" + "é" * 40], 1, "extra", "303"),
+    (CH + ["value"], "http://exämple.com/x", "channelTypeNotification.value", "303"),
 ]
 
 

@@ -78,6 +78,15 @@ def test_unknown_endpoint_is_404(admin):
     error_of(r)
 
 
+@pytest.mark.parametrize("path", ["/v1/caf%C3", "/banksocket/v1/%FF%FE", "/obp/v5.1.0/%C0%AF"])
+def test_path_that_is_not_utf8_is_404_not_500(stack, path):
+    # Found by fuzz_request: the 404 message names the path, and its raw bytes made
+    # the JSON reply impossible to build (500) before messages were scrubbed to UTF-8.
+    r = requests.get(stack.api_url + path, timeout=10)
+    assert r.status_code == 404, r.text
+    assert r.json()
+
+
 def _client_api(stack, admin) -> tuple[str, Api]:
     client = admin.create_client(unique("tenant"))
     assert client.get("id") and client.get("api_secret"), client

@@ -253,6 +253,10 @@ def test_create_account_webhook_values_and_success(stack, admin, version, receiv
     msg = obp_error(user.call("POST", path, version,
                               json=account_body("ftp://example.com/x", "a")), 400)
     assert msg.startswith("OBP-10017: Incorrect URL Format.")
+    # Found by fuzz_obp: a non-ASCII byte in the host was named raw, not valid UTF-8: a 500.
+    msg = obp_error(user.call("POST", path, version,
+                              json=account_body("http://exämple.com/x", "a")), 400)
+    assert msg.startswith("OBP-10017: Incorrect URL Format.") and "0xC3" in msg
 
     acct = str(uuid.uuid4())
     wh = user.expect("POST", path, 201, version=version,

@@ -93,6 +93,9 @@ static char max_url[BH_URL_MAX + 1];
 
 static const struct url_case url_cases[] = {
 	{"url_https_with_path_ok", "https://hooks.example.com/bankhook?x=1", false, true, NULL},
+	/* Found by fuzz_obp: the byte itself in the message was not valid UTF-8 (a 500). */
+	{"url_non_ascii_host_byte_named_in_hex", "http://ex\xc3\xa4mple.com/", false, false,
+	 "invalid byte 0xC3"},
 	{"url_http_with_port_ok", "http://example.com:8443/in", false, true, NULL},
 	{"url_scheme_is_case_insensitive", "HTTPS://example.com/", false, true, NULL},
 	{"url_ipv6_literal_public_ok", "http://[2001:db8::1]:80/x", false, true, NULL},
