@@ -211,14 +211,14 @@ static bool printable(const char *s, size_t n)
 }
 
 /*
- * The mandatory headers, the token, and x-ibm-client-id against the
- * token's client. 0 with req->caller filled in, or -1 with the reply set.
+ * The mandatory headers and the shape of each, without the database (so
+ * tests/fuzz/fuzz_acquirer.c can run it on any headers): 0 with the
+ * bearer token copied into token, or -1 with the reply set.
  */
-static int check_headers(struct bh_request *req)
+static int parse_headers(struct bh_request *req, char token[TOKEN_MAX + 1])
 {
 	static const char *const mandatory[] = {"Authorization", "x-ibm-client-id", TPP_REQUEST_ID,
 						"User-ID", "User-Organization-ID"};
-	char token[TOKEN_MAX + 1];
 	for (size_t i = 0; i < BH_ARRAY_LEN(mandatory); i++) {
 		const char *v = bh_api_header(req, mandatory[i]);
 		if (v == NULL || v[0] == '\0') {
@@ -246,6 +246,18 @@ static int check_headers(struct bh_request *req)
 		return -1;
 	}
 	memcpy(token, t, n + 1);
+	return 0;
+}
+
+/*
+ * The mandatory headers, the token, and x-ibm-client-id against the
+ * token's client. 0 with req->caller filled in, or -1 with the reply set.
+ */
+static int check_headers(struct bh_request *req)
+{
+	char token[TOKEN_MAX + 1];
+	if (parse_headers(req, token) < 0)
+		return -1;
 	int rc = bh_identity_authenticate(bh_api_db(req), token, &req->caller);
 	if (rc < 0) {
 		bh_api_reply_db_error(req, "authenticate");
@@ -800,34 +812,47 @@ static json_t *webhook_json(json_t *o)
 		json_string_value(json_object_get(o, "url")), "security", security);
 }
 
-/* POST /acquirer/{version-id}/webhooks {acquirerId, merchantId, acceptorId, terminalId} */
-static void list_configs(struct bh_request *req)
+/* A list request's binding, borrowed from req->body (acceptor, terminal NULL: any). */
+struct list_req {
+	const char *acquirer, *merchant, *acceptor, *terminal;
+};
+
+/* Path and body of a list; 0, or -1 with the reply set. */
+static int parse_list_req(struct bh_request *req, struct list_req *l)
 {
 	static const char *const fields[] = {"acquirerId", "merchantId", "acceptorId",
 					     "terminalId"};
-	const char *acquirer, *merchant, *acceptor, *terminal;
-	char limit[16];
-	PGresult *res = NULL;
-
-	if (check_headers(req) < 0 || check_version(req) < 0)
-		goto out;
+	if (check_version(req) < 0)
+		return -1;
 	if (req->body == NULL) {
 		reply_status(req, RS_INVALID_BODY, NULL, "body: a JSON object is required.");
-		goto out;
+		return -1;
 	}
 	if (only_fields(req, req->body, "", fields, BH_ARRAY_LEN(fields)) < 0 ||
 	    field_text(req, req->body, "", "acquirerId", 1, ACQUIRER_ID_MAX, true, true,
-		       &acquirer) < 0 ||
+		       &l->acquirer) < 0 ||
 	    field_text(req, req->body, "", "merchantId", 1, MERCHANT_ID_MAX, true, true,
-		       &merchant) < 0 ||
+		       &l->merchant) < 0 ||
 	    field_text(req, req->body, "", "acceptorId", 1, ACCEPTOR_ID_MAX, true, false,
-		       &acceptor) < 0 ||
+		       &l->acceptor) < 0 ||
 	    field_text(req, req->body, "", "terminalId", 1, TERMINAL_ID_MAX, true, false,
-		       &terminal) < 0)
+		       &l->terminal) < 0)
+		return -1;
+	return 0;
+}
+
+/* POST /acquirer/{version-id}/webhooks {acquirerId, merchantId, acceptorId, terminalId} */
+static void list_configs(struct bh_request *req)
+{
+	struct list_req l;
+	char limit[16];
+	PGresult *res = NULL;
+
+	if (check_headers(req) < 0 || parse_list_req(req, &l) < 0)
 		goto out;
 	snprintf(limit, sizeof(limit), "%d", LIST_MAX);
 	const char *params[] = {
-		req->caller.client_id, acquirer, merchant, acceptor, terminal, limit};
+		req->caller.client_id, l.acquirer, l.merchant, l.acceptor, l.terminal, limit};
 	res = bh_db_query(bh_api_db(req),
 			  "SELECT s.url, s.options::text FROM subscriptions s"
 			  " WHERE s.kind = 'acquirer' AND s.client_id = $1"

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ops_http.h"
 
 #define TOKEN_MAX 512
 #define PARAM_MAX 200
@@ -774,19 +775,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* libmicrohttpd's printf-style format: the attribute lets clang check the vsnprintf. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	(void)cls;
-	char msg[512];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	msg[strcspn(msg, "\n")] = '\0';
-	bh_warn("microhttpd: %s", msg);
-}
-
 struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errlen)
 {
 	struct bh_server *srv = bh_xcalloc(1, sizeof(*srv));
@@ -828,7 +816,7 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 			   32 * 1024;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)api->cfg->api_port, NULL, NULL, on_request, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+		MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
 		(struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(cfg->api_threads * 64), MHD_OPTION_CONNECTION_TIMEOUT,

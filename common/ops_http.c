@@ -71,16 +71,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	return reply(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", 10);
 }
 
-/* libmicrohttpd's own messages, as our log lines (JSON when asked). */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	(void)cls;
-	char msg[512];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	msg[strcspn(msg, "\n")] = '\0';
-	bh_warn("microhttpd: %s", msg);
-}
-
 int bh_ops_http_start(int port, bh_ops_ready_fn ready, bh_ops_metrics_fn metrics, void *arg,
 		      struct bh_ops_http **out, char *errbuf, size_t errlen)
 {
@@ -95,7 +85,7 @@ int bh_ops_http_start(int port, bh_ops_ready_fn ready, bh_ops_metrics_fn metrics
 				     (uint16_t)port, NULL, NULL, handle, h,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				     MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+				     MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(errbuf, errlen, "ops http: cannot listen on port %d", port);
 		free(h);
@@ -112,4 +102,13 @@ void bh_ops_http_stop(struct bh_ops_http *h)
 		return;
 	MHD_stop_daemon(h->daemon);
 	free(h);
+}
+
+void bh_ops_http_log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	bh_warn("microhttpd: %s", msg);
 }

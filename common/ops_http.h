@@ -9,6 +9,7 @@
 #ifndef BH_COMMON_OPS_HTTP_H
 #define BH_COMMON_OPS_HTTP_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -30,5 +31,11 @@ int bh_ops_http_start(int port, bh_ops_ready_fn ready, bh_ops_metrics_fn metrics
 		      struct bh_ops_http **out, char *errbuf, size_t errlen) BH_MUSTCHECK;
 /* Stops the listener and frees it; NULL is fine. */
 void bh_ops_http_stop(struct bh_ops_http *h);
+
+/*
+ * libmicrohttpd's own messages as our warning lines (JSON when asked): the
+ * MHD_OPTION_EXTERNAL_LOGGER of every listener, the api's included.
+ */
+void bh_ops_http_log_mhd(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #endif

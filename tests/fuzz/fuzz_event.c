@@ -44,12 +44,14 @@ static void check_accepted(const struct bh_event *ev)
 	for (const char *p = ev->id; *p != '\0'; p++)
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
 			fuzz_fail("id: accepted with a space or control character");
-	bool account = ev->type != BH_EVENT_PAYMENT_UPDATED;
+	bool notification = ev->type == BH_EVENT_TPP_NOTIFICATION;
+	bool account = ev->type != BH_EVENT_PAYMENT_UPDATED && !notification;
 	check_member(ev->json, "bank_id", 200, account);
 	check_member(ev->json, "account_id", 200, account);
 	json_t *d = ev->data;
 	const char *cur = json_string_value(json_object_get(d, "currency"));
-	if (cur == NULL || strlen(cur) != 3 || strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
+	if (!notification &&
+	    (cur == NULL || strlen(cur) != 3 || strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3))
 		fuzz_fail("data.currency: accepted but not three capitals");
 	switch (ev->type) {
 	case BH_EVENT_TRANSACTION_CREATED:
@@ -69,6 +71,10 @@ static void check_accepted(const struct bh_event *ev)
 		check_member(d, "merchant_id", 10, true);
 		check_member(d, "payment_id", 200, true);
 		check_decimal(d, "amount", true);
+		break;
+	case BH_EVENT_TPP_NOTIFICATION: /* the scheduler's own, for PSD2 notifications */
+		check_member(d, "type", 64, true);
+		check_member(d, "consentId", 200, true);
 		break;
 	}
 }
