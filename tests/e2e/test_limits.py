@@ -396,8 +396,22 @@ def test_connections_per_address_are_capped(limited):
     """PER_IP idle connections from one address: the next is refused at
     once; when they go, the address is served again."""
     port = limited.ports["api"]
-    # the idle timeout is short: keep each connection busy trickling a header
-    held = []
+    held: list[socket.socket] = []
+    # The idle timeout is short (and a loaded machine slow to open them all):
+    # from the first connection on, every held one trickles a header line
+    # well inside the timeout, so none is closed as idle and frees its slot.
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(IDLE_TIMEOUT_S / 8):
+            for s in list(held):
+                try:
+                    s.sendall(b"X: y\r\n")
+                except OSError:
+                    pass  # one the cap refused; the count is still full
+
+    keeper = threading.Thread(target=trickle, daemon=True)
+    keeper.start()
     try:
         for _ in range(PER_IP):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -406,11 +420,6 @@ def test_connections_per_address_are_capped(limited):
         time.sleep(0.5)  # let the daemon accept them all
 
         def refused() -> bool:
-            for s in held:
-                try:
-                    s.sendall(b"X: y\r\n")  # activity: not idle
-                except OSError:
-                    pass  # one the cap already refused; the count is still full
             try:
                 requests.get(limited.api_url + "/healthz", timeout=5,
                              headers={"Connection": "close"})
@@ -420,6 +429,8 @@ def test_connections_per_address_are_capped(limited):
 
         assert refused(), "a connection beyond max_connections_per_ip was served"
     finally:
+        stop.set()
+        keeper.join()
         for s in held:
             s.close()
     wait_until(lambda: requests.get(limited.api_url + "/healthz", timeout=5,
