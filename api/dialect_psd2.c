@@ -143,42 +143,57 @@ static int settings_disable(struct bh_db *db, const char *client_id, const char 
 	return bh_sub_psd2_set(db, client_id, false, endpoint, header, DISABLED_REASON);
 }
 
-static void put_settings(struct bh_request *req)
+/*
+ * The PUT body's validation, apart from the database (tests/fuzz/fuzz_psd2.c
+ * calls it): 0 with the fields (endpoint / header NULL when absent), or -1
+ * with the reply set.
+ */
+static int parse_settings(struct bh_request *req, bool *enabled, const char **endpoint,
+			  const char **header)
 {
 	static const char *const fields[] = {"enabled", "endpoint", "securityHeader", NULL};
 	const struct bh_config *cfg = req->api->cfg;
-	struct bh_db *db = bh_api_db(req);
-	const char *endpoint, *header;
-	bool present, enabled;
+	bool present;
 	char err[256];
 
-	/* Every check before any write: bad input stores nothing. */
 	json_t *obj = bh_body_object(req, fields, true);
-	if (obj == NULL || bh_body_bool(req, obj, "enabled", &present, &enabled) < 0 ||
-	    bh_body_string(req, obj, "", "endpoint", 1, BH_URL_MAX, false, &endpoint) < 0 ||
-	    bh_body_string(req, obj, "", "securityHeader", 0, BH_PSD2_HEADER_MAX, false, &header) <
+	if (obj == NULL || bh_body_bool(req, obj, "enabled", &present, enabled) < 0 ||
+	    bh_body_string(req, obj, "", "endpoint", 1, BH_URL_MAX, false, endpoint) < 0 ||
+	    bh_body_string(req, obj, "", "securityHeader", 0, BH_PSD2_HEADER_MAX, false, header) <
 		    0)
-		return;
+		return -1;
 	if (!present) {
 		bh_api_reply_error(req, 400, "invalid_field", "enabled: required");
-		return;
+		return -1;
 	}
-	if (endpoint == NULL && enabled) {
+	if (*endpoint == NULL && *enabled) {
 		bh_api_reply_error(req, 400, "invalid_field",
 				   "endpoint: required to enable webhooks");
-		return;
+		return -1;
 	}
-	if (endpoint != NULL &&
-	    bh_psd2_check_endpoint(endpoint, cfg->delivery_allow_loopback,
+	if (*endpoint != NULL &&
+	    bh_psd2_check_endpoint(*endpoint, cfg->delivery_allow_loopback,
 				   cfg->delivery_allow_private, err, sizeof(err)) < 0) {
 		bh_api_reply_error(req, 400, "invalid_field", "endpoint: %s", err);
-		return;
+		return -1;
 	}
-	if (header != NULL && !bh_psd2_header_valid(header)) {
+	if (*header != NULL && !bh_psd2_header_valid(*header)) {
 		bh_api_reply_error(req, 400, "invalid_field",
 				   "securityHeader: must be empty or match [ a-zA-Z0-9=+/]*");
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+static void put_settings(struct bh_request *req)
+{
+	struct bh_db *db = bh_api_db(req);
+	const char *endpoint, *header;
+	bool enabled;
+
+	/* Every check before any write: bad input stores nothing. */
+	if (parse_settings(req, &enabled, &endpoint, &header) < 0)
+		return;
 	if (bh_db_begin(db) < 0) {
 		bh_api_reply_db_error(req, "update webhook settings");
 		return;
