@@ -18,8 +18,8 @@ int bh_body_only_fields(struct bh_request *req, json_t *obj, const char *prefix,
 	json_object_foreach (obj, key, v) {
 		if (!allowed_has(allowed, key)) {
 			/* Keys are capped at 100 bytes so a huge key cannot bloat the reply. */
-			bh_api_reply_error(req, 400, "invalid_field", "%s%.100s: unknown field", prefix,
-					   key);
+			bh_api_reply_error(req, 400, "invalid_field", "%s%.100s: unknown field",
+					   prefix, key);
 			return -1;
 		}
 	}
@@ -30,7 +30,8 @@ json_t *bh_body_object(struct bh_request *req, const char *const *allowed, bool 
 {
 	if (req->body == NULL) {
 		if (required) {
-			bh_api_reply_error(req, 400, "invalid_body", "body: a JSON object is required");
+			bh_api_reply_error(req, 400, "invalid_body",
+					   "body: a JSON object is required");
 			return NULL;
 		}
 		req->body = json_object(); /* freed with the request */
@@ -56,7 +57,8 @@ int bh_body_string(struct bh_request *req, json_t *obj, const char *prefix, cons
 		return -1;
 	}
 	if (!json_is_string(v)) {
-		bh_api_reply_error(req, 400, "invalid_field", "%s%s: must be a string", prefix, key);
+		bh_api_reply_error(req, 400, "invalid_field", "%s%s: must be a string", prefix,
+				   key);
 		return -1;
 	}
 	const char *s = json_string_value(v);
@@ -70,7 +72,8 @@ int bh_body_string(struct bh_request *req, json_t *obj, const char *prefix, cons
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
 			bh_api_reply_error(req, 400, "invalid_field",
-					   "%s%s: must not contain control characters", prefix, key);
+					   "%s%s: must not contain control characters", prefix,
+					   key);
 			return -1;
 		}
 	}
@@ -99,8 +102,8 @@ bool bh_body_is_id(const char *s, size_t max)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  c == '.' || c == '_' || c == '-';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 		if (!ok)
 			return false;
 	}

@@ -51,11 +51,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->config_path = argv[++i];
 		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
 			o->log_format = argv[++i];
-			if (strcmp(o->log_format, "text") != 0 && strcmp(o->log_format, "json") != 0)
+			if (strcmp(o->log_format, "text") != 0 &&
+			    strcmp(o->log_format, "json") != 0)
 				return -1;
-		} else if (o->command == NULL &&
-			   (strcmp(argv[i], "migrate") == 0 || strcmp(argv[i], "create-topics") == 0 ||
-			    strcmp(argv[i], "routes") == 0 || strcmp(argv[i], "config-keys") == 0)) {
+		} else if (o->command == NULL && (strcmp(argv[i], "migrate") == 0 ||
+						  strcmp(argv[i], "create-topics") == 0 ||
+						  strcmp(argv[i], "routes") == 0 ||
+						  strcmp(argv[i], "config-keys") == 0)) {
 			o->command = argv[i];
 		} else {
 			return -1;

@@ -109,11 +109,17 @@ static void retry_delivery(struct bh_request *req)
 }
 
 const struct bh_route bh_routes_deliveries[] = {
-	{.method = "GET", .pattern = "/v1/deliveries", .handler = list_deliveries,
+	{.method = "GET",
+	 .pattern = "/v1/deliveries",
+	 .handler = list_deliveries,
 	 .needs_auth = true},
-	{.method = "GET", .pattern = "/v1/deliveries/{id}", .handler = get_delivery,
+	{.method = "GET",
+	 .pattern = "/v1/deliveries/{id}",
+	 .handler = get_delivery,
 	 .needs_auth = true},
-	{.method = "POST", .pattern = "/v1/deliveries/{id}/retry", .handler = retry_delivery,
+	{.method = "POST",
+	 .pattern = "/v1/deliveries/{id}/retry",
+	 .handler = retry_delivery,
 	 .needs_auth = true},
 	{.method = NULL},
 };

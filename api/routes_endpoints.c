@@ -31,8 +31,8 @@ static const char *const event_types[] = {"transaction.created", "balance.change
  * Headers bankhook sets itself on every delivery (or that would break the
  * framing of the request) cannot be overridden by an endpoint.
  */
-static const char *const reserved_headers[] = {"content-type",	    "content-length", "user-agent",
-					       "host",		    "transfer-encoding", "connection"};
+static const char *const reserved_headers[] = {"content-type", "content-length",    "user-agent",
+					       "host",	       "transfer-encoding", "connection"};
 
 static const char *const endpoint_fields[] = {
 	"url",	   "description", "event_types",      "filter",	   "headers",
@@ -78,10 +78,11 @@ static int check_event_types(struct bh_request *req, json_t *v)
 		for (size_t k = 0; k < BH_ARRAY_LEN(event_types) && json_is_string(t); k++)
 			known = known || strcmp(json_string_value(t), event_types[k]) == 0;
 		if (!known) {
-			bh_api_reply_error(req, 400, "invalid_field",
-					   "event_types[%zu]: unknown event type; expected "
-					   "transaction.created, balance.changed or payment.updated",
-					   i);
+			bh_api_reply_error(
+				req, 400, "invalid_field",
+				"event_types[%zu]: unknown event type; expected "
+				"transaction.created, balance.changed or payment.updated",
+				i);
 			return -1;
 		}
 	}
@@ -96,8 +97,8 @@ static bool is_token(const char *s)
 		return false;
 	for (; *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			  (c != '\0' && strchr(extra, c) != NULL);
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || (c != '\0' && strchr(extra, c) != NULL);
 		if (!ok)
 			return false;
 	}
@@ -125,7 +126,8 @@ static int check_headers(struct bh_request *req, json_t *v)
 			reserved = strcasecmp(name, reserved_headers[i]) == 0;
 		if (reserved) {
 			bh_api_reply_error(req, 400, "invalid_field",
-					   "headers.%s: set by bankhook, cannot be overridden", name);
+					   "headers.%s: set by bankhook, cannot be overridden",
+					   name);
 			return -1;
 		}
 		const char *s;
@@ -184,12 +186,12 @@ static int parse_fields(struct bh_request *req, json_t *obj, bool creating, stru
 		return -1;
 	/* rate_limit_per_s: 1..RATE_LIMIT_MAX requests per second, null for none. */
 	if ((v = json_object_get(obj, "rate_limit_per_s")) != NULL) {
-		if (!json_is_null(v) &&
-		    (!json_is_integer(v) || json_integer_value(v) < 1 ||
-		     json_integer_value(v) > RATE_LIMIT_MAX)) {
-			bh_api_reply_error(req, 400, "invalid_field",
-					   "rate_limit_per_s: must be an integer from 1 to %d, or null",
-					   RATE_LIMIT_MAX);
+		if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+					 json_integer_value(v) > RATE_LIMIT_MAX)) {
+			bh_api_reply_error(
+				req, 400, "invalid_field",
+				"rate_limit_per_s: must be an integer from 1 to %d, or null",
+				RATE_LIMIT_MAX);
 			return -1;
 		}
 		p->set_rate_limit = true;
@@ -209,8 +211,9 @@ static void create_endpoint(struct bh_request *req)
 	/* What an admin creates belongs to its own client unless the body names one. */
 	if (client_id != NULL && !req->caller.is_admin &&
 	    strcmp(client_id, req->caller.client_id) != 0) {
-		bh_api_reply_error(req, 403, "forbidden",
-				   "client_id: only an admin may create endpoints for another client");
+		bh_api_reply_error(
+			req, 403, "forbidden",
+			"client_id: only an admin may create endpoints for another client");
 		return;
 	}
 	struct bh_sub_new n = {
@@ -228,7 +231,8 @@ static void create_endpoint(struct bh_request *req)
 		.created_by_user_id = req->caller.user_id,
 	};
 	json_t *row;
-	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions, &row);
+	int rc = bh_sub_insert_capped(bh_api_db(req), &n, req->api->cfg->api_max_subscriptions,
+				      &row);
 	if (rc == BH_SUB_LIMIT) {
 		bh_api_reply_subscription_limit(req);
 		return;
@@ -284,8 +288,8 @@ static void get_endpoint(struct bh_request *req)
 
 static void patch_endpoint(struct bh_request *req)
 {
-	static const char *const fields[] = {"url",	"description", "event_types",
-					     "filter",	"headers",     "enabled",
+	static const char *const fields[] = {"url",	"description",	    "event_types",
+					     "filter",	"headers",	    "enabled",
 					     "ordered", "rate_limit_per_s", NULL};
 	struct bh_sub_patch p;
 	json_t *row = NULL;
@@ -361,7 +365,8 @@ static int body_time(struct bh_request *req, json_t *obj, const char *key, bool 
 	*present = s != NULL;
 	if (s != NULL && bh_parse_time(s, ms) < 0) {
 		bh_api_reply_error(req, 400, "invalid_field",
-				   "%s: must be an RFC 3339 time such as 2026-11-25T10:15:00Z", key);
+				   "%s: must be an RFC 3339 time such as 2026-11-25T10:15:00Z",
+				   key);
 		return -1;
 	}
 	return 0;
@@ -413,18 +418,33 @@ static void replay_endpoint(struct bh_request *req)
 }
 
 const struct bh_route bh_routes_endpoints[] = {
-	{.method = "POST", .pattern = "/v1/endpoints", .handler = create_endpoint,
+	{.method = "POST",
+	 .pattern = "/v1/endpoints",
+	 .handler = create_endpoint,
 	 .needs_auth = true},
-	{.method = "GET", .pattern = "/v1/endpoints", .handler = list_endpoints, .needs_auth = true},
-	{.method = "GET", .pattern = "/v1/endpoints/{id}", .handler = get_endpoint,
+	{.method = "GET",
+	 .pattern = "/v1/endpoints",
+	 .handler = list_endpoints,
 	 .needs_auth = true},
-	{.method = "PATCH", .pattern = "/v1/endpoints/{id}", .handler = patch_endpoint,
+	{.method = "GET",
+	 .pattern = "/v1/endpoints/{id}",
+	 .handler = get_endpoint,
 	 .needs_auth = true},
-	{.method = "DELETE", .pattern = "/v1/endpoints/{id}", .handler = delete_endpoint,
+	{.method = "PATCH",
+	 .pattern = "/v1/endpoints/{id}",
+	 .handler = patch_endpoint,
 	 .needs_auth = true},
-	{.method = "POST", .pattern = "/v1/endpoints/{id}/rotate-secret", .handler = rotate_secret,
+	{.method = "DELETE",
+	 .pattern = "/v1/endpoints/{id}",
+	 .handler = delete_endpoint,
 	 .needs_auth = true},
-	{.method = "POST", .pattern = "/v1/endpoints/{id}/replay", .handler = replay_endpoint,
+	{.method = "POST",
+	 .pattern = "/v1/endpoints/{id}/rotate-secret",
+	 .handler = rotate_secret,
+	 .needs_auth = true},
+	{.method = "POST",
+	 .pattern = "/v1/endpoints/{id}/replay",
+	 .handler = replay_endpoint,
 	 .needs_auth = true},
 	{.method = NULL},
 };

@@ -29,7 +29,8 @@ static void post_event(struct bh_request *req)
 	char id[37], err[512];
 	char *payload = NULL;
 	if (req->body == NULL) {
-		bh_api_reply_error(req, 400, "invalid_body", "body: a JSON event object is required");
+		bh_api_reply_error(req, 400, "invalid_body",
+				   "body: a JSON event object is required");
 		return;
 	}
 	bh_uuid4(id);
@@ -39,8 +40,9 @@ static void post_event(struct bh_request *req)
 	}
 	if (bh_event_type_internal(ev.type)) {
 		bh_event_free(&ev);
-		bh_api_reply_error(req, 400, "invalid_event",
-				   "type: must be transaction.created, balance.changed or payment.updated");
+		bh_api_reply_error(
+			req, 400, "invalid_event",
+			"type: must be transaction.created, balance.changed or payment.updated");
 		return;
 	}
 	payload = json_dumps(ev.json, JSON_COMPACT);
@@ -90,8 +92,11 @@ static void get_event(struct bh_request *req)
  * event_publisher (or admin) is required.
  */
 const struct bh_route bh_routes_events[] = {
-	{.method = "POST", .pattern = "/v1/events", .handler = post_event,
-	 .role = "event_publisher", .needs_auth = true},
+	{.method = "POST",
+	 .pattern = "/v1/events",
+	 .handler = post_event,
+	 .role = "event_publisher",
+	 .needs_auth = true},
 	{.method = "GET", .pattern = "/v1/events/{id}", .handler = get_event, .needs_auth = true},
 	{.method = NULL},
 };

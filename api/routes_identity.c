@@ -24,14 +24,14 @@ int bh_identity_authenticate(struct bh_db *db, const char *token, struct bh_call
 	int rc = -1;
 	bh_token_hash(token, hash);
 	const char *params[] = {hash};
-	PGresult *res = bh_db_query(
-		db,
-		"SELECT u.id, u.client_id,"
-		" COALESCE(json_agg(e.role) FILTER (WHERE e.bank_id = ''), '[]')::text"
-		" FROM tokens t JOIN users u ON u.id = t.user_id"
-		" LEFT JOIN entitlements e ON e.user_id = u.id"
-		" WHERE t.token_hash = $1 GROUP BY u.id, u.client_id",
-		1, params);
+	PGresult *res =
+		bh_db_query(db,
+			    "SELECT u.id, u.client_id,"
+			    " COALESCE(json_agg(e.role) FILTER (WHERE e.bank_id = ''), '[]')::text"
+			    " FROM tokens t JOIN users u ON u.id = t.user_id"
+			    " LEFT JOIN entitlements e ON e.user_id = u.id"
+			    " WHERE t.token_hash = $1 GROUP BY u.id, u.client_id",
+			    1, params);
 	if (res == NULL)
 		goto out;
 	rc = 1;
@@ -113,8 +113,8 @@ static void create_client(struct bh_request *req)
 				    3, params);
 	if (res == NULL) {
 		if (bh_db_is_unique_violation(req->db))
-			bh_api_reply_error(req, 409, "conflict", "id: a client \"%s\" already exists",
-					   id);
+			bh_api_reply_error(req, 409, "conflict",
+					   "id: a client \"%s\" already exists", id);
 		else
 			bh_api_reply_db_error(req, "create client");
 		return;
@@ -171,12 +171,12 @@ static void create_user(struct bh_request *req)
 		goto out;
 	}
 	bh_info("created user %s of client %s", id, client_id);
-	bh_api_reply_json(req, 201,
-			  json_pack("{s:s,s:s,s:o,s:s}", "id", PQgetvalue(res, 0, 0), "client_id",
-				    PQgetvalue(res, 0, 1), "username",
-				    PQgetisnull(res, 0, 2) ? json_null()
-							   : json_string(PQgetvalue(res, 0, 2)),
-				    "created_at", PQgetvalue(res, 0, 3)));
+	bh_api_reply_json(
+		req, 201,
+		json_pack("{s:s,s:s,s:o,s:s}", "id", PQgetvalue(res, 0, 0), "client_id",
+			  PQgetvalue(res, 0, 1), "username",
+			  PQgetisnull(res, 0, 2) ? json_null() : json_string(PQgetvalue(res, 0, 2)),
+			  "created_at", PQgetvalue(res, 0, 3)));
 out:
 	PQclear(res);
 	free(hash);
@@ -196,11 +196,12 @@ static void create_entitlement(struct bh_request *req)
 		return;
 	bh_uuid4(id);
 	const char *params[] = {id, user_id, role, bank_id ? bank_id : ""};
-	PGresult *res = bh_db_query(bh_api_db(req),
-				    "INSERT INTO entitlements (id, user_id, role, bank_id)"
-				    " VALUES ($1, $2, $3, $4)"
-				    " RETURNING id, user_id, role, bank_id, " SQL_TIME("created_at"),
-				    4, params);
+	PGresult *res =
+		bh_db_query(bh_api_db(req),
+			    "INSERT INTO entitlements (id, user_id, role, bank_id)"
+			    " VALUES ($1, $2, $3, $4)"
+			    " RETURNING id, user_id, role, bank_id, " SQL_TIME("created_at"),
+			    4, params);
 	if (res == NULL) {
 		if (bh_db_is_unique_violation(req->db))
 			bh_api_reply_error(req, 409, "conflict",
@@ -258,8 +259,8 @@ static void create_token(struct bh_request *req)
 	}
 	bh_info("created token %s for user %s", id, user_id);
 	bh_api_reply_json(req, 201,
-			  json_pack("{s:s,s:s,s:s,s:s}", "id", id, "token", token, "user_id", user_id,
-				    "created_at", PQgetvalue(res, 0, 0)));
+			  json_pack("{s:s,s:s,s:s,s:s}", "id", id, "token", token, "user_id",
+				    user_id, "created_at", PQgetvalue(res, 0, 0)));
 out:
 	PQclear(res);
 	free(token);
@@ -288,14 +289,24 @@ static void delete_token(struct bh_request *req)
 }
 
 const struct bh_route bh_routes_identity[] = {
-	{.method = "POST", .pattern = "/v1/clients", .handler = create_client, .role = "admin",
+	{.method = "POST",
+	 .pattern = "/v1/clients",
+	 .handler = create_client,
+	 .role = "admin",
 	 .needs_auth = true},
-	{.method = "POST", .pattern = "/v1/clients/{id}/users", .handler = create_user,
+	{.method = "POST",
+	 .pattern = "/v1/clients/{id}/users",
+	 .handler = create_user,
 	 .needs_auth = true},
-	{.method = "POST", .pattern = "/v1/users/{id}/entitlements", .handler = create_entitlement,
-	 .role = "admin", .needs_auth = true},
+	{.method = "POST",
+	 .pattern = "/v1/users/{id}/entitlements",
+	 .handler = create_entitlement,
+	 .role = "admin",
+	 .needs_auth = true},
 	{.method = "POST", .pattern = "/v1/tokens", .handler = create_token, .needs_auth = true},
-	{.method = "DELETE", .pattern = "/v1/tokens/{id}", .handler = delete_token,
+	{.method = "DELETE",
+	 .pattern = "/v1/tokens/{id}",
+	 .handler = delete_token,
 	 .needs_auth = true},
 	{.method = NULL},
 };

@@ -26,9 +26,9 @@ static void readyz(struct bh_request *req)
 {
 	bool db_ok = bh_db_ping(bh_api_db(req));
 	bool kafka_ok = bh_kafka_ping(req->api->producer, KAFKA_PING_MS);
-	json_t *body = json_pack("{s:s,s:s,s:s}", "status", db_ok && kafka_ok ? "ok" : "unavailable",
-				 "database", db_ok ? "ok" : "unreachable", "kafka",
-				 kafka_ok ? "ok" : "unreachable");
+	json_t *body = json_pack(
+		"{s:s,s:s,s:s}", "status", db_ok && kafka_ok ? "ok" : "unavailable", "database",
+		db_ok ? "ok" : "unreachable", "kafka", kafka_ok ? "ok" : "unreachable");
 	bh_api_reply_json(req, db_ok && kafka_ok ? 200 : 503, body);
 }
 

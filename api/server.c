@@ -40,9 +40,9 @@ struct conn_ctx {
 
 /* Searched in this order; the first route whose pattern and method match wins. */
 static const struct bh_route *const route_tables[] = {
-	bh_routes_ops, bh_routes_identity, bh_routes_endpoints, bh_routes_events,
-	bh_routes_deliveries, bh_routes_banks, bh_routes_obp, bh_routes_banksocket,
-	bh_routes_acquirer, bh_routes_consents, bh_routes_psd2,
+	bh_routes_ops,	      bh_routes_identity, bh_routes_endpoints, bh_routes_events,
+	bh_routes_deliveries, bh_routes_banks,	  bh_routes_obp,       bh_routes_banksocket,
+	bh_routes_acquirer,   bh_routes_consents, bh_routes_psd2,
 };
 
 void bh_routes_print(FILE *out)
@@ -81,14 +81,15 @@ static void metrics_count(const char *route, unsigned int status)
 
 void bh_server_metrics(struct bh_buf *out)
 {
-	(void)bh_buf_appendf(out, "# HELP bankhook_http_requests_total HTTP requests by route and status.\n"
-				  "# TYPE bankhook_http_requests_total counter\n");
+	(void)bh_buf_appendf(
+		out, "# HELP bankhook_http_requests_total HTTP requests by route and status.\n"
+		     "# TYPE bankhook_http_requests_total counter\n");
 	pthread_mutex_lock(&metrics_lock);
 	/* Route patterns are our own constants: no quotes or backslashes to escape. */
 	for (int i = 0; i < n_metrics; i++)
-		(void)bh_buf_appendf(out,
-				     "bankhook_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
-				     metrics[i].route, metrics[i].status, metrics[i].count);
+		(void)bh_buf_appendf(
+			out, "bankhook_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
+			metrics[i].route, metrics[i].status, metrics[i].count);
 	pthread_mutex_unlock(&metrics_lock);
 }
 
@@ -110,7 +111,8 @@ void bh_api_reply_json(struct bh_request *req, unsigned int status, json_t *body
 	json_decref(body);
 	if (text == NULL) {
 		bh_error("cannot serialize a %u reply", status);
-		text = bh_xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
+		text = bh_xstrdup(
+			"{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
 		status = 500;
 	}
 	reply_set(req, status, text, strlen(text), "application/json");
@@ -295,7 +297,8 @@ static bool route_match(const char *pattern, const char *path, struct bh_request
 			if (close == NULL || vlen == 0 || vlen > PARAM_MAX ||
 			    req->n_params == BH_API_MAX_PARAMS)
 				goto fail;
-			req->param_names[req->n_params] = bh_xstrndup(p + 1, (size_t)(close - p - 1));
+			req->param_names[req->n_params] =
+				bh_xstrndup(p + 1, (size_t)(close - p - 1));
 			req->param_values[req->n_params] = bh_xstrndup(s, vlen);
 			req->n_params++;
 			p = close + 1;
@@ -451,7 +454,8 @@ static int authenticate(struct bh_request *req)
 		return -1;
 	}
 	if (rc > 0) {
-		bh_api_reply_error(req, 401, "unauthorized", "Authorization: the token is not valid.");
+		bh_api_reply_error(req, 401, "unauthorized",
+				   "Authorization: the token is not valid.");
 		return -1;
 	}
 	return bh_api_rate_limit(req, token);
@@ -585,7 +589,8 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 	if (r->needs_auth && authenticate(req) < 0)
 		return r->pattern;
 	if (r->role != NULL && !has_role(&req->caller, r->role)) {
-		bh_api_reply_error(req, 403, "forbidden", "role: this call needs role %s.", r->role);
+		bh_api_reply_error(req, 403, "forbidden", "role: this call needs role %s.",
+				   r->role);
 		return r->pattern;
 	}
 	if (parse_body(req, body) < 0)
@@ -693,8 +698,8 @@ static enum MHD_Result request_start(struct bh_server *srv, struct MHD_Connectio
 			 cfg->api_max_header_bytes);
 		return reply_early(srv, conn, method, url, 431, "headers_too_large", msg);
 	}
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	long long n;
 	if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 && n > cfg->api_body_limit) {
 		ctx->replied = true;
@@ -812,8 +817,8 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 	 * libmicrohttpd answers 414/431 by itself.
 	 */
 	const struct bh_config *cfg = api->cfg;
-	size_t mem_limit = (size_t)cfg->api_max_url_bytes + (size_t)cfg->api_max_header_bytes +
-			   32 * 1024;
+	size_t mem_limit =
+		(size_t)cfg->api_max_url_bytes + (size_t)cfg->api_max_header_bytes + 32 * 1024;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)api->cfg->api_port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
@@ -824,8 +829,8 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 		(unsigned int)cfg->api_max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		mem_limit, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
-		snprintf(errbuf, errlen, "cannot listen on %s:%d (address in use?)", api->cfg->api_host,
-			 api->cfg->api_port);
+		snprintf(errbuf, errlen, "cannot listen on %s:%d (address in use?)",
+			 api->cfg->api_host, api->cfg->api_port);
 		goto fail;
 	}
 	return srv;

@@ -21,10 +21,18 @@ struct conf_key {
 	long long min, max; /* for CONF_INT */
 };
 
-#define STR(sec, k, field, def) {sec, k, CONF_STR, offsetof(struct bh_config, field), def, 0, 0}
-#define INT(sec, k, field, def, lo, hi) \
-	{sec, k, CONF_INT, offsetof(struct bh_config, field), def, lo, hi}
-#define BOOL(sec, k, field, def) {sec, k, CONF_BOOL, offsetof(struct bh_config, field), def, 0, 0}
+#define STR(sec, k, field, def)                                                \
+	{                                                                      \
+		sec, k, CONF_STR, offsetof(struct bh_config, field), def, 0, 0 \
+	}
+#define INT(sec, k, field, def, lo, hi)                                          \
+	{                                                                        \
+		sec, k, CONF_INT, offsetof(struct bh_config, field), def, lo, hi \
+	}
+#define BOOL(sec, k, field, def)                                                \
+	{                                                                       \
+		sec, k, CONF_BOOL, offsetof(struct bh_config, field), def, 0, 0 \
+	}
 
 static const struct conf_key conf_keys[] = {
 	STR("api", "host", api_host, "127.0.0.1"),
@@ -91,7 +99,8 @@ void bh_config_each_key(void (*fn)(const char *, const char *, const char *, con
 static const struct conf_key *find_key(const char *section, const char *key)
 {
 	for (size_t i = 0; i < BH_ARRAY_LEN(conf_keys); i++)
-		if (strcmp(conf_keys[i].section, section) == 0 && strcmp(conf_keys[i].key, key) == 0)
+		if (strcmp(conf_keys[i].section, section) == 0 &&
+		    strcmp(conf_keys[i].key, key) == 0)
 			return &conf_keys[i];
 	return NULL;
 }
@@ -111,7 +120,8 @@ static int set_value(struct bh_config *cfg, const struct conf_key *k, const char
 	case CONF_INT: {
 		long long v;
 		if (bh_parse_int(value, k->min, k->max, &v) < 0) {
-			snprintf(errbuf, errlen, "%s.%s: expected an integer from %lld to %lld, got \"%s\"",
+			snprintf(errbuf, errlen,
+				 "%s.%s: expected an integer from %lld to %lld, got \"%s\"",
 				 k->section, k->key, k->min, k->max, value);
 			return -1;
 		}
@@ -137,8 +147,7 @@ static int set_value(struct bh_config *cfg, const struct conf_key *k, const char
 	return -1;
 }
 
-int bh_config_parse_schedule(const char *text, int *out, int *out_len, char *errbuf,
-			     size_t errlen)
+int bh_config_parse_schedule(const char *text, int *out, int *out_len, char *errbuf, size_t errlen)
 {
 	int n = 0;
 	const char *p = text;
@@ -149,9 +158,10 @@ int bh_config_parse_schedule(const char *text, int *out, int *out_len, char *err
 		errno = 0;
 		long v = strtol(p, &end, 10);
 		if (end == p || errno || v < 0 || v > 7 * 86400) {
-			snprintf(errbuf, errlen,
-				 "delivery.schedule: expected comma-separated seconds (0..604800), got \"%s\"",
-				 text);
+			snprintf(
+				errbuf, errlen,
+				"delivery.schedule: expected comma-separated seconds (0..604800), got \"%s\"",
+				text);
 			return -1;
 		}
 		if (n == BH_SCHEDULE_MAX) {
@@ -223,8 +233,9 @@ static int load_yaml(struct bh_config *cfg, const char *path, FILE *f, char *err
 			want_key = true;
 			break;
 		case YAML_SEQUENCE_START_EVENT:
-			snprintf(errbuf, errlen, "%s:%zu: lists are not supported here (write \"a,b,c\")",
-				 path, line);
+			snprintf(errbuf, errlen,
+				 "%s:%zu: lists are not supported here (write \"a,b,c\")", path,
+				 line);
 			yaml_event_delete(&ev);
 			goto out;
 		case YAML_SCALAR_EVENT: {
@@ -234,8 +245,9 @@ static int load_yaml(struct bh_config *cfg, const char *path, FILE *f, char *err
 					snprintf(section, sizeof(section), "%s", value);
 					want_key = false;
 				} else {
-					snprintf(errbuf, errlen, "%s:%zu: section \"%s\" must be a mapping",
-						 path, line, section);
+					snprintf(errbuf, errlen,
+						 "%s:%zu: section \"%s\" must be a mapping", path,
+						 line, section);
 					yaml_event_delete(&ev);
 					goto out;
 				}
@@ -246,21 +258,23 @@ static int load_yaml(struct bh_config *cfg, const char *path, FILE *f, char *err
 				} else {
 					const struct conf_key *k = find_key(section, key);
 					if (k == NULL) {
-						snprintf(errbuf, errlen, "%s:%zu: unknown key %s.%s", path,
-							 line, section, key);
+						snprintf(errbuf, errlen,
+							 "%s:%zu: unknown key %s.%s", path, line,
+							 section, key);
 						yaml_event_delete(&ev);
 						goto out;
 					}
 					if (set_value(cfg, k, value, msg, sizeof(msg)) < 0) {
-						snprintf(errbuf, errlen, "%s:%zu: %s", path, line, msg);
+						snprintf(errbuf, errlen, "%s:%zu: %s", path, line,
+							 msg);
 						yaml_event_delete(&ev);
 						goto out;
 					}
 					want_key = true;
 				}
 			} else if (depth == 0 && value[0] != '\0') {
-				snprintf(errbuf, errlen, "%s:%zu: expected a mapping of sections", path,
-					 line);
+				snprintf(errbuf, errlen, "%s:%zu: expected a mapping of sections",
+					 path, line);
 				yaml_event_delete(&ev);
 				goto out;
 			}
@@ -282,7 +296,8 @@ static int apply_env(struct bh_config *cfg, char *errbuf, size_t errlen)
 	char msg[512];
 	for (size_t i = 0; i < BH_ARRAY_LEN(conf_keys); i++) {
 		char name[128];
-		snprintf(name, sizeof(name), "BANKHOOK_%s_%s", conf_keys[i].section, conf_keys[i].key);
+		snprintf(name, sizeof(name), "BANKHOOK_%s_%s", conf_keys[i].section,
+			 conf_keys[i].key);
 		for (char *p = name; *p; p++)
 			*p = (char)toupper((unsigned char)*p);
 		const char *v = getenv(name);
@@ -326,8 +341,9 @@ int bh_config_load(struct bh_config *cfg, const char *path, char *errbuf, size_t
 	}
 	enum bh_log_level lvl;
 	if (bh_log_parse_level(cfg->log_level, &lvl) < 0) {
-		snprintf(errbuf, errlen, "%s: log.level: expected debug, info, warn or error, got \"%s\"",
-			 file, cfg->log_level);
+		snprintf(errbuf, errlen,
+			 "%s: log.level: expected debug, info, warn or error, got \"%s\"", file,
+			 cfg->log_level);
 		return -1;
 	}
 	if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {

@@ -22,13 +22,13 @@ struct bh_config {
 	int api_body_limit;
 	char *api_admin_token;
 	bool api_test_endpoints; /* test-only routes (clock ticks); never in production */
-	char *api_openapi_path;  /* served at GET /openapi.yaml; relative to the working dir */
+	char *api_openapi_path;	 /* served at GET /openapi.yaml; relative to the working dir */
 	/* abuse limits (docs/DESIGN.md "Abuse limits") */
-	int api_rate_limit_per_s; /* per-token refill rate; 0: no rate limit */
-	int api_rate_limit_burst; /* per-token bucket size */
+	int api_rate_limit_per_s;  /* per-token refill rate; 0: no rate limit */
+	int api_rate_limit_burst;  /* per-token bucket size */
 	int api_max_subscriptions; /* per client, over every dialect */
 	int api_max_url_bytes;
-	int api_max_header_bytes; /* all request headers together */
+	int api_max_header_bytes;     /* all request headers together */
 	int api_connection_timeout_s; /* an idle connection is closed after this */
 	int api_max_connections_per_ip;
 	/* database */
@@ -82,7 +82,8 @@ struct bh_config {
  * deploy/bankhook.yaml if it exists), then the environment. Returns 0, or -1
  * with "file:line: message" in errbuf. Free with bh_config_free().
  */
-int bh_config_load(struct bh_config *cfg, const char *path, char *errbuf, size_t errlen) BH_MUSTCHECK;
+int bh_config_load(struct bh_config *cfg, const char *path, char *errbuf,
+		   size_t errlen) BH_MUSTCHECK;
 void bh_config_free(struct bh_config *cfg);
 
 /* Parses "0,5,300" into seconds; 0 or -1 with a message. */

@@ -61,8 +61,8 @@ char *bh_webhook_secret_new(void)
 	return secret;
 }
 
-char *bh_webhook_sign(const char *secret, const char *msg_id, int64_t timestamp,
-		      const char *body, size_t body_len)
+char *bh_webhook_sign(const char *secret, const char *msg_id, int64_t timestamp, const char *body,
+		      size_t body_len)
 {
 	if (strncmp(secret, "whsec_", 6) != 0)
 		return NULL;
@@ -122,8 +122,8 @@ void bh_token_hash(const char *token, char out[65])
 static int scrypt_derive(const char *password, const unsigned char *salt, size_t saltlen,
 			 uint64_t n, uint64_t r, uint64_t p, unsigned char out[32])
 {
-	return EVP_PBE_scrypt(password, strlen(password), salt, saltlen, n, r, p,
-			      64 * 1024 * 1024, out, 32) == 1
+	return EVP_PBE_scrypt(password, strlen(password), salt, saltlen, n, r, p, 64 * 1024 * 1024,
+			      out, 32) == 1
 		       ? 0
 		       : -1;
 }
@@ -165,8 +165,8 @@ out:
 	return rc;
 }
 
-int bh_aes256gcm_encrypt(const unsigned char key[32], const unsigned char iv[12],
-			 const void *plain, size_t len, unsigned char *out, unsigned char tag[16])
+int bh_aes256gcm_encrypt(const unsigned char key[32], const unsigned char iv[12], const void *plain,
+			 size_t len, unsigned char *out, unsigned char tag[16])
 {
 	int rc = -1, n = 0, fin = 0;
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();

@@ -27,8 +27,8 @@ char *bh_webhook_secret_new(void);
  * "msg_id.timestamp.body" keyed with the base64 part of a "whsec_" secret.
  * Returns NULL when the secret is malformed.
  */
-char *bh_webhook_sign(const char *secret, const char *msg_id, int64_t timestamp,
-		      const char *body, size_t body_len);
+char *bh_webhook_sign(const char *secret, const char *msg_id, int64_t timestamp, const char *body,
+		      size_t body_len);
 
 /* An opaque bearer token (prefix + 32 random bytes, base64url), and its stored hash. */
 char *bh_token_new(const char *prefix);
@@ -43,9 +43,8 @@ int bh_password_verify(const char *password, const char *stored) BH_MUSTCHECK;
  * of ciphertext to out and the 16-byte tag; decrypt returns -1 when the tag
  * does not verify.
  */
-int bh_aes256gcm_encrypt(const unsigned char key[32], const unsigned char iv[12],
-			 const void *plain, size_t len, unsigned char *out,
-			 unsigned char tag[16]) BH_MUSTCHECK;
+int bh_aes256gcm_encrypt(const unsigned char key[32], const unsigned char iv[12], const void *plain,
+			 size_t len, unsigned char *out, unsigned char tag[16]) BH_MUSTCHECK;
 int bh_aes256gcm_decrypt(const unsigned char key[32], const unsigned char iv[12],
 			 const unsigned char *cipher, size_t len, const unsigned char tag[16],
 			 unsigned char *out) BH_MUSTCHECK;

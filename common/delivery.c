@@ -38,13 +38,17 @@ static void set_int(json_t *o, const char *key, const PGresult *res, int row, in
 	if (PQgetisnull(res, row, col))
 		json_object_set_new(o, key, json_null());
 	else
-		json_object_set_new(o, key, json_integer(strtoll(PQgetvalue(res, row, col), NULL, 10)));
+		json_object_set_new(o, key,
+				    json_integer(strtoll(PQgetvalue(res, row, col), NULL, 10)));
 }
 
+/* clang-format would split this SQL around MS() mid-column. */
+/* clang-format off */
 #define DELIVERY_COLUMNS                                                                    \
 	"d.id, d.event_id, d.subscription_id, e.type, d.status, d.attempts, " MS(            \
 		"d.next_attempt_at") ", d.last_http_status, d.last_error, " MS("d.created_at") \
 		", " MS("d.updated_at") ", d.seq"
+/* clang-format on */
 
 static json_t *delivery_row_json(const PGresult *res, int row)
 {
@@ -111,7 +115,8 @@ json_t *bh_delivery_list_json(struct bh_db *db, const char *client_id,
 				cursor ? before : NULL,
 				lim};
 	res = bh_db_query(db,
-			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  "SELECT " DELIVERY_COLUMNS
+			  " FROM deliveries d JOIN events e ON e.id = d.event_id"
 			  " WHERE ($1::text IS NULL OR d.client_id = $1)"
 			  " AND ($2::text IS NULL OR d.subscription_id = $2)"
 			  " AND ($3::text IS NULL OR d.event_id = $3)"
@@ -148,18 +153,21 @@ json_t *bh_delivery_get_json(struct bh_db *db, const char *client_id, const char
 	PGresult *res = NULL;
 	const char *params[] = {id, client_id};
 	res = bh_db_query(db,
-			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  "SELECT " DELIVERY_COLUMNS
+			  " FROM deliveries d JOIN events e ON e.id = d.event_id"
 			  " WHERE d.id = $1 AND ($2::text IS NULL OR d.client_id = $2)",
 			  2, params);
 	if (res == NULL || PQntuples(res) != 1)
 		goto out;
 	json_t *o = delivery_row_json(res, 0);
 	PQclear(res);
+	/* clang-format off */
 	res = bh_db_query(db,
 			  "SELECT attempt, " MS("started_at") ", duration_ms, http_status, error,"
 			  " response_body, retry_after_s FROM attempts WHERE delivery_id = $1"
 			  " ORDER BY id",
 			  1, params);
+	/* clang-format on */
 	if (res == NULL) {
 		json_decref(o);
 		goto out;
@@ -240,12 +248,13 @@ int bh_delivery_create_notification(struct bh_db *db, const char *subscription_i
 				subscription_id,
 				client_id};
 	/* One statement: the event and its delivery exist together or not at all. */
-	int rc = bh_db_exec(db,
-			    "WITH e AS (INSERT INTO events (id, type, occurred_at, body)"
-			    " VALUES ($1, $2, $3::timestamptz, $4::jsonb) RETURNING id)"
-			    " INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
-			    " next_attempt_at) SELECT $5, e.id, $6, $7, 'pending', now() FROM e",
-			    7, params);
+	int rc = bh_db_exec(
+		db,
+		"WITH e AS (INSERT INTO events (id, type, occurred_at, body)"
+		" VALUES ($1, $2, $3::timestamptz, $4::jsonb) RETURNING id)"
+		" INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
+		" next_attempt_at) SELECT $5, e.id, $6, $7, 'pending', now() FROM e",
+		7, params);
 	free(body);
 	if (rc < 0)
 		snprintf(errbuf, errlen, "database: insert notification: %s", bh_db_errmsg(db));
@@ -285,7 +294,8 @@ static void row_index_build(struct row_index *ix, const PGresult *res)
 static int row_index_find(const struct row_index *ix, const char *id)
 {
 	struct row_key key = {id, 0};
-	const struct row_key *k = bsearch(&key, ix->keys, (size_t)ix->n, sizeof(*ix->keys), row_key_cmp);
+	const struct row_key *k =
+		bsearch(&key, ix->keys, (size_t)ix->n, sizeof(*ix->keys), row_key_cmp);
 	return k ? k->row : -1;
 }
 
@@ -296,8 +306,8 @@ static void row_index_free(struct row_index *ix)
 }
 
 int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *in, int n,
-			     int lease_s, struct bh_delivery_created **out, int *nout,
-			     char *errbuf, size_t errlen)
+			     int lease_s, struct bh_delivery_created **out, int *nout, char *errbuf,
+			     size_t errlen)
 {
 	int rc = -1;
 	PGresult *ins = NULL, *res = NULL;
@@ -347,10 +357,11 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 				bh_uuid4(c->id);
 				c->input = i;
 				c->sub = in[i].subs[s];
-				json_array_append_new(
-					rows, json_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "event_id",
-							in[i].ev->id, "subscription_id", c->sub->id,
-							"client_id", c->sub->client_id));
+				json_array_append_new(rows,
+						      json_pack("{s:s, s:s, s:s, s:s}", "id", c->id,
+								"event_id", in[i].ev->id,
+								"subscription_id", c->sub->id,
+								"client_id", c->sub->client_id));
 			}
 		}
 		text = json_dumps(rows, JSON_COMPACT);
@@ -361,20 +372,22 @@ int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *i
 		 * The join skips subscriptions deleted since the worker loaded
 		 * them, so a stale cache cannot fail the batch on the foreign key.
 		 */
-		res = bh_db_query(db,
-				  "INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
-				  " next_attempt_at) SELECT x.id, x.event_id, x.subscription_id, x.client_id,"
-				  " 'pending', CASE WHEN s.ordered THEN now()"
-				  "   ELSE now() + make_interval(secs => $2::int) END"
-				  " FROM jsonb_to_recordset($1::jsonb) AS x(id text, event_id text,"
-				  " subscription_id text, client_id text)"
-				  " JOIN subscriptions s ON s.id = x.subscription_id"
-				  " ON CONFLICT (event_id, subscription_id) DO NOTHING"
-				  /* now() is the transaction's time: only ordered rows equal it */
-				  " RETURNING id, next_attempt_at <= now()",
-				  2, params);
+		res = bh_db_query(
+			db,
+			"INSERT INTO deliveries (id, event_id, subscription_id, client_id, status,"
+			" next_attempt_at) SELECT x.id, x.event_id, x.subscription_id, x.client_id,"
+			" 'pending', CASE WHEN s.ordered THEN now()"
+			"   ELSE now() + make_interval(secs => $2::int) END"
+			" FROM jsonb_to_recordset($1::jsonb) AS x(id text, event_id text,"
+			" subscription_id text, client_id text)"
+			" JOIN subscriptions s ON s.id = x.subscription_id"
+			" ON CONFLICT (event_id, subscription_id) DO NOTHING"
+			/* now() is the transaction's time: only ordered rows equal it */
+			" RETURNING id, next_attempt_at <= now()",
+			2, params);
 		if (res == NULL) {
-			snprintf(errbuf, errlen, "database: insert deliveries: %s", bh_db_errmsg(db));
+			snprintf(errbuf, errlen, "database: insert deliveries: %s",
+				 bh_db_errmsg(db));
 			goto out;
 		}
 		/* Keep only the rows that were inserted. */
@@ -424,11 +437,12 @@ int bh_delivery_load_many(struct bh_db *db, const char *const *ids, int n,
 	char *text = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
 	const char *params[] = {text};
-	PGresult *res = bh_db_query(db,
-				    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
-				    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
-				    " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
-				    1, params);
+	PGresult *res =
+		bh_db_query(db,
+			    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
+			    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
+			    " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+			    1, params);
 	free(text);
 	if (res == NULL)
 		return -1;
@@ -452,11 +466,12 @@ int bh_delivery_load(struct bh_db *db, const char *id, struct bh_delivery_row *o
 {
 	memset(out, 0, sizeof(*out));
 	const char *params[] = {id};
-	PGresult *res = bh_db_query(db,
-				    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
-				    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
-				    " WHERE d.id = $1",
-				    1, params);
+	PGresult *res =
+		bh_db_query(db,
+			    "SELECT d.id, d.event_id, d.subscription_id, d.status, d.attempts,"
+			    " e.body::text FROM deliveries d JOIN events e ON e.id = d.event_id"
+			    " WHERE d.id = $1",
+			    1, params);
 	if (res == NULL)
 		return -1;
 	int found = PQntuples(res) == 1;
@@ -546,14 +561,12 @@ static double next_delay(const struct bh_config *cfg, int attempts)
 	return d;
 }
 
-
 /* Appends id to a JSON array of strings unless it is there already. */
 static void add_unique(json_t *arr, const char *id)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(arr, i, v)
-	{
+	json_array_foreach (arr, i, v) {
 		if (strcmp(json_string_value(v), id) == 0)
 			return;
 	}
@@ -614,7 +627,8 @@ static int record_successes(struct bh_db *db, struct bh_attempt_record **recs, i
 		json_t *a = json_pack("{s:s, s:s, s:i, s:i}", "id", recs[i]->delivery_id,
 				      "started_at", started, "duration_ms", r->duration_ms,
 				      "http_status", r->http_status);
-		json_object_set_new(a, "response_body", response ? json_string(response) : json_null());
+		json_object_set_new(a, "response_body",
+				    response ? json_string(response) : json_null());
 		free(response);
 		json_array_append_new(rows, a);
 	}
@@ -691,12 +705,14 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	/* Locked in id order, so two workers recording together cannot deadlock. */
 	char *text = json_dumps(ids, JSON_COMPACT);
 	const char *p1[] = {text};
-	locked = json_array_size(ids) == 0
-			 ? NULL
-			 : bh_db_query(db,
-				       "SELECT id, attempts, status, schedule_base FROM deliveries WHERE id IN"
-				       " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
-				       1, p1);
+	locked =
+		json_array_size(ids) == 0
+			? NULL
+			: bh_db_query(
+				  db,
+				  "SELECT id, attempts, status, schedule_base FROM deliveries WHERE id IN"
+				  " (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
+				  1, p1);
 	free(text);
 	if (json_array_size(ids) > 0 && locked == NULL) {
 		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
@@ -730,8 +746,9 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 		bool is_gone = r->http_status == 410;
 		int retry_after = 0;
 		if ((r->http_status == 429 || r->http_status == 503) && r->retry_after_s > 0)
-			retry_after = r->retry_after_s < BH_RETRY_AFTER_MAX_S ? r->retry_after_s
-									     : BH_RETRY_AFTER_MAX_S;
+			retry_after = r->retry_after_s < BH_RETRY_AFTER_MAX_S
+					      ? r->retry_after_s
+					      : BH_RETRY_AFTER_MAX_S;
 		enum bh_delivery_state next = BH_DELIVERY_PENDING;
 		double delay = 0;
 		if (success)
@@ -761,7 +778,8 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 		json_object_set_new(a, "http_status",
 				    r->http_status ? json_integer(r->http_status) : json_null());
 		json_object_set_new(a, "error", error ? json_string(error) : json_null());
-		json_object_set_new(a, "response_body", response ? json_string(response) : json_null());
+		json_object_set_new(a, "response_body",
+				    response ? json_string(response) : json_null());
 		json_object_set_new(a, "retry_after_s",
 				    retry_after ? json_integer(retry_after) : json_null());
 		json_array_append_new(attempts, a);
@@ -790,34 +808,37 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	}
 
 	if (json_array_size(attempts) > 0 &&
-	    exec_json(db,
-		      "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status,"
-		      " error, response_body, retry_after_s) SELECT delivery_id, attempt, started_at,"
-		      " duration_ms, http_status, error, response_body, retry_after_s"
-		      " FROM jsonb_to_recordset($1::jsonb) AS"
-		      " x(delivery_id text, attempt int, started_at timestamptz, duration_ms int,"
-		      " http_status int, error text, response_body text, retry_after_s int)",
-		      attempts) < 0) {
+	    exec_json(
+		    db,
+		    "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status,"
+		    " error, response_body, retry_after_s) SELECT delivery_id, attempt, started_at,"
+		    " duration_ms, http_status, error, response_body, retry_after_s"
+		    " FROM jsonb_to_recordset($1::jsonb) AS"
+		    " x(delivery_id text, attempt int, started_at timestamptz, duration_ms int,"
+		    " http_status int, error text, response_body text, retry_after_s int)",
+		    attempts) < 0) {
 		snprintf(errbuf, errlen, "database: insert attempts: %s", bh_db_errmsg(db));
 		goto out;
 	}
 	json_t *final_rows = json_array();
 	const char *key;
 	json_t *value;
-	json_object_foreach(finals, key, value)
+	json_object_foreach (finals, key, value)
 		json_array_append(final_rows, value);
-	int frc = json_array_size(final_rows) == 0
-			  ? 0
-			  : exec_json(db,
-				      "UPDATE deliveries d SET attempts = d.attempts + x.add,"
-				      " status = CASE WHEN d.status = 'succeeded' THEN d.status ELSE x.status END,"
-				      " next_attempt_at = CASE WHEN x.status = 'pending'"
-				      "   THEN now() + make_interval(secs => x.delay) ELSE NULL END,"
-				      " last_http_status = x.http_status, last_error = x.error,"
-				      " updated_at = now()"
-				      " FROM jsonb_to_recordset($1::jsonb) AS x(id text, add int, status text,"
-				      " delay double precision, http_status int, error text) WHERE d.id = x.id",
-				      final_rows);
+	int frc =
+		json_array_size(final_rows) == 0
+			? 0
+			: exec_json(
+				  db,
+				  "UPDATE deliveries d SET attempts = d.attempts + x.add,"
+				  " status = CASE WHEN d.status = 'succeeded' THEN d.status ELSE x.status END,"
+				  " next_attempt_at = CASE WHEN x.status = 'pending'"
+				  "   THEN now() + make_interval(secs => x.delay) ELSE NULL END,"
+				  " last_http_status = x.http_status, last_error = x.error,"
+				  " updated_at = now()"
+				  " FROM jsonb_to_recordset($1::jsonb) AS x(id text, add int, status text,"
+				  " delay double precision, http_status int, error text) WHERE d.id = x.id",
+				  final_rows);
 	json_decref(final_rows);
 	if (frc < 0) {
 		snprintf(errbuf, errlen, "database: update deliveries: %s", bh_db_errmsg(db));
@@ -896,14 +917,15 @@ int bh_delivery_record_attempt(struct bh_db *db, const struct bh_config *cfg,
 int bh_delivery_fail(struct bh_db *db, const char *delivery_id, const char *reason)
 {
 	const char *params[] = {delivery_id, reason};
-	return bh_db_exec(db,
-			  "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL,"
-			  " last_error = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
-			  2, params);
+	return bh_db_exec(
+		db,
+		"UPDATE deliveries SET status = 'failed', next_attempt_at = NULL,"
+		" last_error = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+		2, params);
 }
 
-int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
-			  struct bh_delivery_claim **out, int *nout)
+int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s, struct bh_delivery_claim **out,
+			  int *nout)
 {
 	char lim[16], lease[16];
 	snprintf(lim, sizeof(lim), "%d", limit);
@@ -991,8 +1013,8 @@ int bh_delivery_disable_failing(struct bh_db *db, int after_s)
 
 long long bh_delivery_count_disabled_subs(struct bh_db *db)
 {
-	PGresult *res = bh_db_query(db, "SELECT count(*) FROM subscriptions WHERE NOT enabled", 0,
-				    NULL);
+	PGresult *res =
+		bh_db_query(db, "SELECT count(*) FROM subscriptions WHERE NOT enabled", 0, NULL);
 	if (res == NULL)
 		return -1;
 	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -1170,14 +1192,17 @@ json_t *bh_event_get_json(struct bh_db *db, const char *client_id, const char *i
 	json_t *result = NULL;
 	PGresult *ev = NULL, *res = NULL;
 	const char *params[] = {id, client_id};
+	/* clang-format off */
 	ev = bh_db_query(db,
 			 "SELECT id, type, " MS("occurred_at") ", bank_id, account_id, body::text, " MS(
 				 "received_at") " FROM events WHERE id = $1",
 			 1, params);
+	/* clang-format on */
 	if (ev == NULL || PQntuples(ev) != 1)
 		goto out;
 	res = bh_db_query(db,
-			  "SELECT " DELIVERY_COLUMNS " FROM deliveries d JOIN events e ON e.id = d.event_id"
+			  "SELECT " DELIVERY_COLUMNS
+			  " FROM deliveries d JOIN events e ON e.id = d.event_id"
 			  " WHERE d.event_id = $1 AND ($2::text IS NULL OR d.client_id = $2)"
 			  " ORDER BY d.seq",
 			  2, params);

@@ -97,7 +97,7 @@ struct bh_delivery_input {
 /* A delivery created by bh_delivery_store_events. */
 struct bh_delivery_created {
 	char id[37];
-	int input;                /* index into the caller's inputs */
+	int input;		  /* index into the caller's inputs */
 	const struct bh_sub *sub; /* borrowed from the input */
 	bool ordered; /* the subscription is ordered (as stored): not leased, see below */
 };
@@ -116,8 +116,8 @@ struct bh_delivery_created {
  * errbuf says why (the caller retries the batch later).
  */
 int bh_delivery_store_events(struct bh_db *db, const struct bh_delivery_input *in, int n,
-			     int lease_s, struct bh_delivery_created **out, int *nout,
-			     char *errbuf, size_t errlen) BH_MUSTCHECK;
+			     int lease_s, struct bh_delivery_created **out, int *nout, char *errbuf,
+			     size_t errlen) BH_MUSTCHECK;
 
 /*
  * An internal notification (PRODUCT.md 6.2): inserts `event` (a normalized
@@ -152,12 +152,12 @@ int bh_delivery_load_many(struct bh_db *db, const char *const *ids, int n,
 
 /* What one attempt gave. */
 struct bh_attempt_result {
-	int64_t started_ms;   /* wall clock */
+	int64_t started_ms; /* wall clock */
 	int duration_ms;
 	int http_status;      /* 0 when no response */
 	const char *error;    /* NULL on success; curl error or reason */
 	const char *response; /* first bytes of the response body, or NULL */
-	bool permanent;       /* retrying cannot help (render failed): fail now */
+	bool permanent;	      /* retrying cannot help (render failed): fail now */
 	int retry_after_s;    /* Retry-After of a 429/503 in seconds; 0: none */
 };
 
@@ -220,8 +220,8 @@ struct bh_delivery_claim {
  * claimed, so a later one waits while an earlier one is retried. Run inside the caller's transaction: commit only once the jobs are in
  * Kafka. *out is malloc'ed (free with bh_delivery_claims_free). 0 or -1.
  */
-int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s,
-			  struct bh_delivery_claim **out, int *nout) BH_MUSTCHECK;
+int bh_delivery_claim_due(struct bh_db *db, int limit, int lease_s, struct bh_delivery_claim **out,
+			  int *nout) BH_MUSTCHECK;
 void bh_delivery_claims_free(struct bh_delivery_claim *c, int n);
 
 /*

@@ -40,8 +40,8 @@ bool bh_is_decimal(const char *s)
 }
 
 /* A required (or optional) string member of 1..max printable characters. */
-static int check_string(json_t *obj, const char *prefix, const char *key, size_t max,
-			bool required, const char **out, char *errbuf, size_t errlen)
+static int check_string(json_t *obj, const char *prefix, const char *key, size_t max, bool required,
+			const char **out, char *errbuf, size_t errlen)
 {
 	json_t *v = json_object_get(obj, key);
 	if (v == NULL || json_is_null(v)) {
@@ -73,7 +73,8 @@ static int check_decimal(json_t *data, const char *key, bool required, char *err
 	if (check_string(data, "data.", key, 64, required, &s, errbuf, errlen) < 0)
 		return -1;
 	if (s && !bh_is_decimal(s)) {
-		snprintf(errbuf, errlen, "data.%s: must be a decimal string such as \"100.00\"", key);
+		snprintf(errbuf, errlen, "data.%s: must be a decimal string such as \"100.00\"",
+			 key);
 		return -1;
 	}
 	return 0;
@@ -97,7 +98,8 @@ static int check_data(enum bh_event_type type, json_t *data, char *errbuf, size_
 	const char *s;
 	switch (type) {
 	case BH_EVENT_TRANSACTION_CREATED:
-		if (check_string(data, "data.", "transaction_id", 200, true, NULL, errbuf, errlen) < 0 ||
+		if (check_string(data, "data.", "transaction_id", 200, true, NULL, errbuf, errlen) <
+			    0 ||
 		    check_string(data, "data.", "dc", 6, true, &s, errbuf, errlen) < 0)
 			return -1;
 		if (strcmp(s, "credit") != 0 && strcmp(s, "debit") != 0) {
@@ -126,11 +128,16 @@ static int check_data(enum bh_event_type type, json_t *data, char *errbuf, size_
 			return -1;
 		return 0;
 	case BH_EVENT_PAYMENT_UPDATED:
-		if (check_string(data, "data.", "acquirer_id", 25, true, NULL, errbuf, errlen) < 0 ||
-		    check_string(data, "data.", "merchant_id", 10, true, NULL, errbuf, errlen) < 0 ||
-		    check_string(data, "data.", "acceptor_id", 64, false, NULL, errbuf, errlen) < 0 ||
-		    check_string(data, "data.", "terminal_id", 64, false, NULL, errbuf, errlen) < 0 ||
-		    check_string(data, "data.", "payment_id", 200, true, NULL, errbuf, errlen) < 0 ||
+		if (check_string(data, "data.", "acquirer_id", 25, true, NULL, errbuf, errlen) <
+			    0 ||
+		    check_string(data, "data.", "merchant_id", 10, true, NULL, errbuf, errlen) <
+			    0 ||
+		    check_string(data, "data.", "acceptor_id", 64, false, NULL, errbuf, errlen) <
+			    0 ||
+		    check_string(data, "data.", "terminal_id", 64, false, NULL, errbuf, errlen) <
+			    0 ||
+		    check_string(data, "data.", "payment_id", 200, true, NULL, errbuf, errlen) <
+			    0 ||
 		    check_string(data, "data.", "status", 64, true, NULL, errbuf, errlen) < 0 ||
 		    check_string(data, "data.", "payment_method", 4, true, &s, errbuf, errlen) < 0)
 			return -1;
@@ -138,8 +145,9 @@ static int check_data(enum bh_event_type type, json_t *data, char *errbuf, size_
 		for (size_t i = 0; i < BH_ARRAY_LEN(payment_methods); i++)
 			known = known || strcmp(s, payment_methods[i]) == 0;
 		if (!known) {
-			snprintf(errbuf, errlen,
-				 "data.payment_method: must be one of CARD, PYBL, PLKV, BLIK, XPAY, BNPL, BNCT, IDEL");
+			snprintf(
+				errbuf, errlen,
+				"data.payment_method: must be one of CARD, PYBL, PLKV, BLIK, XPAY, BNPL, BNCT, IDEL");
 			return -1;
 		}
 		if (check_decimal(data, "amount", true, errbuf, errlen) < 0 ||
@@ -179,7 +187,8 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 		goto fail;
 	for (const char *p = ev->id; *p; p++)
 		if ((unsigned char)*p < 0x21 || *p == 0x7f) {
-			snprintf(errbuf, errlen, "id: must not contain spaces or control characters");
+			snprintf(errbuf, errlen,
+				 "id: must not contain spaces or control characters");
 			goto fail;
 		}
 
@@ -199,14 +208,16 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 	if (check_string(e, "", "occurred_at", 64, true, &s, errbuf, errlen) < 0)
 		goto fail;
 	if (bh_parse_time(s, &ev->occurred_ms) < 0) {
-		snprintf(errbuf, errlen, "occurred_at: must be an RFC 3339 time such as 2026-11-25T10:15:00Z");
+		snprintf(errbuf, errlen,
+			 "occurred_at: must be an RFC 3339 time such as 2026-11-25T10:15:00Z");
 		goto fail;
 	}
 
 	bool needs_account =
 		ev->type != BH_EVENT_PAYMENT_UPDATED && ev->type != BH_EVENT_TPP_NOTIFICATION;
 	if (check_string(e, "", "bank_id", 200, needs_account, &ev->bank_id, errbuf, errlen) < 0 ||
-	    check_string(e, "", "account_id", 200, needs_account, &ev->account_id, errbuf, errlen) < 0)
+	    check_string(e, "", "account_id", 200, needs_account, &ev->account_id, errbuf, errlen) <
+		    0)
 		goto fail;
 
 	json_t *consents = json_object_get(e, "consent_ids");
@@ -220,7 +231,10 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 		json_array_foreach (consents, i, c)
 			if (!json_is_string(c) || json_string_length(c) == 0 ||
 			    json_string_length(c) > 200) {
-				snprintf(errbuf, errlen, "consent_ids[%zu]: must be a string of 1 to 200 characters", i);
+				snprintf(
+					errbuf, errlen,
+					"consent_ids[%zu]: must be a string of 1 to 200 characters",
+					i);
 				goto fail;
 			}
 	}
@@ -251,8 +265,8 @@ int bh_event_parse(const char *buf, size_t len, const char *fallback_id, struct 
 	json_error_t jerr;
 	json_t *obj = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (obj == NULL) {
-		snprintf(errbuf, errlen, "event: not valid JSON: %s at line %d column %d", jerr.text,
-			 jerr.line, jerr.column);
+		snprintf(errbuf, errlen, "event: not valid JSON: %s at line %d column %d",
+			 jerr.text, jerr.line, jerr.column);
 		return -1;
 	}
 	int rc = bh_event_from_json(obj, fallback_id, ev, errbuf, errlen);

@@ -34,9 +34,9 @@ struct bh_event {
 	const char *type_name;
 	enum bh_event_type type;
 	int64_t occurred_ms;
-	const char *bank_id;    /* NULL when absent */
+	const char *bank_id;	/* NULL when absent */
 	const char *account_id; /* NULL when absent */
-	json_t *data;           /* borrowed from json */
+	json_t *data;		/* borrowed from json */
 };
 
 /*

@@ -85,8 +85,8 @@ static int produce(struct bh_kafka_producer *p, const char *topic, const char *k
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-		RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
+		RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)payload, len),
+		RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 		/* Serve delivery reports to make room, then try once more. */
 		rd_kafka_poll(p->rk, 100);
@@ -186,8 +186,7 @@ rd_kafka_t *bh_kafka_consumer_new_group(const struct bh_config *cfg, const char 
 	     * Eager round robin: with librdkafka 2.0's cooperative-sticky over
 	     * two topics, a worker joining an idle one was given no partition.
 	     */
-	    conf_set(conf, "partition.assignment.strategy", "roundrobin", errbuf,
-		     errlen) < 0) {
+	    conf_set(conf, "partition.assignment.strategy", "roundrobin", errbuf, errlen) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
@@ -233,8 +232,8 @@ long long bh_kafka_consumer_lag(rd_kafka_t *rk)
 		for (int i = 0; i < parts->cnt; i++) {
 			int64_t lo, hi;
 			rd_kafka_topic_partition_t *tp = &parts->elems[i];
-			if (rd_kafka_get_watermark_offsets(rk, tp->topic, tp->partition, &lo, &hi) ==
-				    RD_KAFKA_RESP_ERR_NO_ERROR &&
+			if (rd_kafka_get_watermark_offsets(rk, tp->topic, tp->partition, &lo,
+							   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			    tp->offset >= 0 && hi > tp->offset)
 				lag += hi - tp->offset;
 		}
@@ -248,8 +247,8 @@ long long bh_kafka_consumer_lag(rd_kafka_t *rk)
  * workers can then share it. Keys map to other partitions afterwards, so
  * it is logged; queued messages are still consumed. 0 or -1.
  */
-static int grow_partitions(rd_kafka_t *rk, const char *const *names, int n, int want,
-			   char *errbuf, size_t errlen)
+static int grow_partitions(rd_kafka_t *rk, const char *const *names, int n, int want, char *errbuf,
+			   size_t errlen)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
@@ -262,12 +261,13 @@ static int grow_partitions(rd_kafka_t *rk, const char *const *names, int n, int 
 	for (int i = 0; i < n && ngrow < 4; i++)
 		for (int t = 0; t < md->topic_cnt; t++) {
 			const rd_kafka_metadata_topic_t *mt = &md->topics[t];
-			if (strcmp(mt->topic, names[i]) != 0 || mt->err || mt->partition_cnt >= want)
+			if (strcmp(mt->topic, names[i]) != 0 || mt->err ||
+			    mt->partition_cnt >= want)
 				continue;
 			bh_info("topic %s: growing from %d to %d partitions", mt->topic,
 				mt->partition_cnt, want);
-			grow[ngrow] = rd_kafka_NewPartitions_new(mt->topic, (size_t)want, errbuf,
-								 errlen);
+			grow[ngrow] =
+				rd_kafka_NewPartitions_new(mt->topic, (size_t)want, errbuf, errlen);
 			if (grow[ngrow] == NULL) {
 				for (int j = 0; j < ngrow; j++)
 					rd_kafka_NewPartitions_destroy(grow[j]);
@@ -291,7 +291,8 @@ static int grow_partitions(rd_kafka_t *rk, const char *const *names, int n, int 
 		goto out;
 	}
 	size_t nres;
-	const rd_kafka_topic_result_t **results = rd_kafka_CreatePartitions_result_topics(res, &nres);
+	const rd_kafka_topic_result_t **results =
+		rd_kafka_CreatePartitions_result_topics(res, &nres);
 	rc = 0;
 	for (size_t i = 0; i < nres; i++) {
 		rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(results[i]);
@@ -347,7 +348,8 @@ int bh_kafka_create_topics(const struct bh_config *cfg, char *errbuf, size_t err
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, topics, 4, NULL, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-	const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+	const rd_kafka_CreateTopics_result_t *res =
+		ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
 	if (res == NULL) {
 		snprintf(errbuf, errlen, "kafka: create topics: %s",
 			 ev ? rd_kafka_event_error_string(ev) : "timed out");

@@ -25,7 +25,8 @@ struct bh_kafka_producer *bh_kafka_producer_new(const struct bh_config *cfg, int
  * producer's timeout passed. Safe from several threads at once. 0 or -1.
  */
 int bh_kafka_produce_sync(struct bh_kafka_producer *p, const char *topic, const char *key,
-			  const void *payload, size_t len, char *errbuf, size_t errlen) BH_MUSTCHECK;
+			  const void *payload, size_t len, char *errbuf,
+			  size_t errlen) BH_MUSTCHECK;
 /* Queues one message; the caller calls bh_kafka_flush() before relying on it. */
 int bh_kafka_produce(struct bh_kafka_producer *p, const char *topic, const char *key,
 		     const void *payload, size_t len) BH_MUSTCHECK;

@@ -67,8 +67,8 @@ static json_t *json_text(const char *s)
 	return v;
 }
 
-void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const char *file,
-		  int line, const char *fmt, ...)
+void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const char *file, int line,
+		  const char *fmt, ...)
 {
 	if (level < log_min_level)
 		return;
@@ -86,7 +86,8 @@ void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const c
 	 * Named as the API names them (a subscription is an endpoint there),
 	 * so a JSON log line joins with GET /v1/deliveries output.
 	 */
-	static const char *const json_keys[] = {"delivery_id", "endpoint_id", "event_id", "task_id"};
+	static const char *const json_keys[] = {"delivery_id", "endpoint_id", "event_id",
+						"task_id"};
 	static const char *const text_keys[] = {"delivery", "subscription", "event", "task"};
 	const char *ctx_vals[4] = {NULL, NULL, NULL, NULL};
 	if (ctx) {

@@ -25,8 +25,8 @@ void bh_log_set_json(int json);
 /* Parses "debug|info|warn|error"; 0 or -1. */
 int bh_log_parse_level(const char *s, enum bh_log_level *out);
 
-void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const char *file,
-		  int line, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void bh_log_write(enum bh_log_level level, const struct bh_log_ctx *ctx, const char *file, int line,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #define bh_debug(...) bh_log_write(BH_LOG_DEBUG, NULL, __FILE__, __LINE__, __VA_ARGS__)
 #define bh_info(...) bh_log_write(BH_LOG_INFO, NULL, __FILE__, __LINE__, __VA_ARGS__)

@@ -17,17 +17,17 @@ struct v4_range {
 };
 
 static const struct v4_range v4_ranges[] = {
-	{0x00000000, 8, NEVER},     /* 0.0.0.0/8 "this network" */
-	{0x7f000000, 8, LOOPBACK},  /* 127.0.0.0/8 */
-	{0x0a000000, 8, PRIVATE},   /* 10.0.0.0/8 */
-	{0xac100000, 12, PRIVATE},  /* 172.16.0.0/12 */
-	{0xc0a80000, 16, PRIVATE},  /* 192.168.0.0/16 */
-	{0x64400000, 10, PRIVATE},  /* 100.64.0.0/10 carrier-grade NAT */
-	{0xa9fe0000, 16, NEVER},    /* 169.254.0.0/16 link-local, cloud metadata */
-	{0xc0000000, 24, NEVER},    /* 192.0.0.0/24 IETF protocol assignments */
-	{0xc6120000, 15, NEVER},    /* 198.18.0.0/15 benchmarking */
-	{0xe0000000, 4, NEVER},     /* 224.0.0.0/4 multicast */
-	{0xf0000000, 4, NEVER},     /* 240.0.0.0/4 reserved, broadcast */
+	{0x00000000, 8, NEVER},	   /* 0.0.0.0/8 "this network" */
+	{0x7f000000, 8, LOOPBACK}, /* 127.0.0.0/8 */
+	{0x0a000000, 8, PRIVATE},  /* 10.0.0.0/8 */
+	{0xac100000, 12, PRIVATE}, /* 172.16.0.0/12 */
+	{0xc0a80000, 16, PRIVATE}, /* 192.168.0.0/16 */
+	{0x64400000, 10, PRIVATE}, /* 100.64.0.0/10 carrier-grade NAT */
+	{0xa9fe0000, 16, NEVER},   /* 169.254.0.0/16 link-local, cloud metadata */
+	{0xc0000000, 24, NEVER},   /* 192.0.0.0/24 IETF protocol assignments */
+	{0xc6120000, 15, NEVER},   /* 198.18.0.0/15 benchmarking */
+	{0xe0000000, 4, NEVER},	   /* 224.0.0.0/4 multicast */
+	{0xf0000000, 4, NEVER},	   /* 240.0.0.0/4 reserved, broadcast */
 };
 
 static bool policy_allows(enum range_policy p, bool allow_loopback, bool allow_private)

@@ -36,6 +36,7 @@ void bh_ops_http_stop(struct bh_ops_http *h);
  * libmicrohttpd's own messages as our warning lines (JSON when asked): the
  * MHD_OPTION_EXTERNAL_LOGGER of every listener, the api's included.
  */
-void bh_ops_http_log_mhd(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void bh_ops_http_log_mhd(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 #endif

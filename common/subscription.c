@@ -46,12 +46,8 @@ static const struct bh_kind_ops native_kind = {
  * without locks.
  */
 static const struct bh_kind_ops *const kinds[] = {
-	&native_kind,
-	&bh_kind_obp_account,
-	&bh_kind_obp_notification,
-	&bh_kind_banksocket,
-	&bh_kind_acquirer,
-	&bh_kind_psd2,
+	&native_kind,	     &bh_kind_obp_account, &bh_kind_obp_notification,
+	&bh_kind_banksocket, &bh_kind_acquirer,	   &bh_kind_psd2,
 };
 
 const struct bh_kind_ops *bh_kind_find(const char *name)
@@ -244,13 +240,13 @@ json_t *bh_sub_row_json(const PGresult *res, int row)
 
 /* ---------------------------------------------------------------- loading for delivery */
 
-#define LOAD_SQL                                                                              \
-	"SELECT s.id, s.client_id, s.kind, s.url, s.http_method, s.secret,"                    \
-	" CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END,"         \
-	" s.event_types::text, s.bank_id, s.account_id, s.headers::text, s.options::text,"    \
-	" c.api_secret, s.enabled, s.ordered, COALESCE(s.rate_limit_per_s, 0),"             \
-	" CASE WHEN s.previous_secret_expires_at > now()"                                     \
-	"  THEN (extract(epoch from s.previous_secret_expires_at) * 1000)::bigint END"        \
+#define LOAD_SQL                                                                           \
+	"SELECT s.id, s.client_id, s.kind, s.url, s.http_method, s.secret,"                \
+	" CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END,"      \
+	" s.event_types::text, s.bank_id, s.account_id, s.headers::text, s.options::text," \
+	" c.api_secret, s.enabled, s.ordered, COALESCE(s.rate_limit_per_s, 0),"            \
+	" CASE WHEN s.previous_secret_expires_at > now()"                                  \
+	"  THEN (extract(epoch from s.previous_secret_expires_at) * 1000)::bigint END"     \
 	" FROM subscriptions s JOIN clients c ON c.id = s.client_id"
 
 static void sub_from_row(const PGresult *res, int row, struct bh_sub *sub)
@@ -267,7 +263,8 @@ static void sub_from_row(const PGresult *res, int row, struct bh_sub *sub)
 	sub->n_event_types = (int)json_array_size(types);
 	sub->event_types = bh_xcalloc((size_t)sub->n_event_types + 1, sizeof(char *));
 	for (int i = 0; i < sub->n_event_types; i++)
-		sub->event_types[i] = bh_xstrdup(json_string_value(json_array_get(types, (size_t)i)));
+		sub->event_types[i] =
+			bh_xstrdup(json_string_value(json_array_get(types, (size_t)i)));
 	json_decref(types);
 	sub->bank_id = col_dup(res, row, 8);
 	sub->account_id = col_dup(res, row, 9);
@@ -389,10 +386,22 @@ json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n)
 	char rate[16];
 	snprintf(rate, sizeof(rate), "%d", n->rate_limit_per_s);
 	const char *params[] = {
-		id,		n->client_id,	n->kind,	n->url,	     n->description,
-		types,		n->bank_id,	n->account_id,	headers,     n->http_method,
-		options,	BH_DB_BOOL(n->enabled),		secret,	     n->created_by_user_id,
-		BH_DB_BOOL(n->ordered),		n->rate_limit_per_s > 0 ? rate : NULL,
+		id,
+		n->client_id,
+		n->kind,
+		n->url,
+		n->description,
+		types,
+		n->bank_id,
+		n->account_id,
+		headers,
+		n->http_method,
+		options,
+		BH_DB_BOOL(n->enabled),
+		secret,
+		n->created_by_user_id,
+		BH_DB_BOOL(n->ordered),
+		n->rate_limit_per_s > 0 ? rate : NULL,
 	};
 	PGresult *res = bh_db_query(
 		db,
@@ -455,10 +464,11 @@ int bh_sub_psd2_set(struct bh_db *db, const char *client_id, bool enabled, const
 		json_decref(row);
 		/* Created disabled: record why. */
 		const char *p2[] = {client_id, reason};
-		if (!enabled && bh_db_exec(db,
-					   "UPDATE subscriptions SET enabled = false, disabled_reason = $2"
-					   " WHERE client_id = $1 AND kind = 'psd2'",
-					   2, p2) < 0)
+		if (!enabled &&
+		    bh_db_exec(db,
+			       "UPDATE subscriptions SET enabled = false, disabled_reason = $2"
+			       " WHERE client_id = $1 AND kind = 'psd2'",
+			       2, p2) < 0)
 			goto out;
 	}
 	rc = 0;
@@ -479,8 +489,8 @@ int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max, 
 	 * until this one commits; the count, a statement of its own, then sees
 	 * it. NO KEY UPDATE leaves foreign-key checks on the row unblocked.
 	 */
-	PGresult *res = bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1,
-				    params);
+	PGresult *res =
+		bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1, params);
 	if (res == NULL)
 		goto fail;
 	PQclear(res);

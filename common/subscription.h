@@ -30,9 +30,9 @@ struct bh_sub {
 	 * compare this with the clock rather than trust previous_secret.
 	 */
 	int64_t previous_secret_expires_ms;
-	char **event_types;    /* empty: every type */
+	char **event_types; /* empty: every type */
 	int n_event_types;
-	char *bank_id;    /* NULL: any */
+	char *bank_id;	  /* NULL: any */
 	char *account_id; /* NULL: any */
 	json_t *headers;  /* extra request headers {name: value} */
 	json_t *options;  /* the dialect's own fields */
@@ -121,13 +121,13 @@ json_t *bh_sub_insert(struct bh_db *db, const struct bh_sub_new *n) BH_MUSTCHECK
  * as bh_sub_insert returns it, BH_SUB_LIMIT, or -1 (bh_db_sqlstate() says
  * why, as for bh_sub_insert). Not within a caller's transaction.
  */
-int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max, json_t **out)
-	BH_MUSTCHECK;
+int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max,
+			 json_t **out) BH_MUSTCHECK;
 
 /* The SELECT list bh_sub_row_json() reads, for queries elsewhere. */
 #define BH_SUB_COLUMNS                                                                      \
-	"s.id, s.client_id, s.kind, s.url, s.description, s.event_types::text, s.bank_id, "  \
-	"s.account_id, s.headers::text, s.http_method, s.options::text, s.enabled, "         \
+	"s.id, s.client_id, s.kind, s.url, s.description, s.event_types::text, s.bank_id, " \
+	"s.account_id, s.headers::text, s.http_method, s.options::text, s.enabled, "        \
 	"s.disabled_reason, s.created_at, s.updated_at, s.seq, s.created_by_user_id, "      \
 	"s.ordered, s.rate_limit_per_s"
 /* One row of BH_SUB_COLUMNS as the native endpoint JSON (without secret). */
@@ -150,8 +150,8 @@ json_t *bh_sub_row_json(const PGresult *res, int row);
 json_t *bh_sub_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,
 			 char *errbuf, size_t errlen);
 /* One subscription in the native shape plus its "secret"; *out is the caller's. */
-int bh_sub_get_json(struct bh_db *db, const char *client_id, const char *id, json_t **out)
-	BH_MUSTCHECK;
+int bh_sub_get_json(struct bh_db *db, const char *client_id, const char *id,
+		    json_t **out) BH_MUSTCHECK;
 
 /* A partial update; a NULL pointer or a false set_ flag leaves the field as it is. */
 struct bh_sub_patch {
@@ -198,7 +198,7 @@ int bh_sub_psd2_set(struct bh_db *db, const char *client_id, bool enabled, const
  * caller's) is {"secret", "previous_secret_expires_at", "client_id"}.
  * 0, BH_SUB_NOT_FOUND or -1.
  */
-int bh_sub_rotate_secret(struct bh_db *db, const char *client_id, const char *id, json_t **out)
-	BH_MUSTCHECK;
+int bh_sub_rotate_secret(struct bh_db *db, const char *client_id, const char *id,
+			 json_t **out) BH_MUSTCHECK;
 
 #endif

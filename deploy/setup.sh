@@ -9,7 +9,8 @@ packages=(build-essential pkg-config librdkafka-dev libpq-dev
           libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
           libssl-dev libcmocka-dev postgresql kcat maven
           openjdk-17-jre-headless python3 curl
-          clang-14 libclang-rt-14-dev)  # make fuzz: clang with libFuzzer
+          clang-14 libclang-rt-14-dev   # make fuzz: clang with libFuzzer
+          clang-format)                 # make format-check
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

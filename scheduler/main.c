@@ -25,10 +25,10 @@
 /* Advisory lock key of the leader: "bankhook" in ASCII, as an int8. */
 #define LEADER_LOCK_KEY "7089068696050560875"
 #define PRODUCE_TIMEOUT_MS 10000 /* a job not acknowledged by then fails */
-#define DISABLE_EVERY_MS 10000   /* auto-disable check period */
-#define DUE_COUNT_EVERY_MS 2000  /* bankhook_retries_due refresh */
+#define DISABLE_EVERY_MS 10000	 /* auto-disable check period */
+#define DUE_COUNT_EVERY_MS 2000	 /* bankhook_retries_due refresh */
 #define RETENTION_EVERY_MS 60000 /* retention pass period */
-#define PSD2_EVERY_MS 1000       /* hourly activation and transaction windows */
+#define PSD2_EVERY_MS 1000	 /* hourly activation and transaction windows */
 /*
  * Retention deletes at most this many rows per statement (events fewer:
  * each takes its deliveries and their attempts along), and one pass stops
@@ -90,49 +90,50 @@ static void scheduler_metrics(struct bh_buf *b, void *arg)
 {
 	struct metrics *m = &((struct scheduler *)arg)->m;
 	struct bh_psd2_metrics *pm = &((struct scheduler *)arg)->pm;
-	(void)bh_buf_appendf(b,
-			     "# HELP bankhook_refresh_tasks_total Refresh tasks started, and bank parts by outcome.\n"
-			     "# TYPE bankhook_refresh_tasks_total counter\n"
-			     "bankhook_refresh_tasks_total{status=\"started\"} %lld\n"
-			     "bankhook_refresh_tasks_total{status=\"bank_finished\"} %lld\n"
-			     "bankhook_refresh_tasks_total{status=\"bank_failed\"} %lld\n"
-			     "# HELP bankhook_psd2_transaction_events_total transactionEvents created.\n"
-			     "# TYPE bankhook_psd2_transaction_events_total counter\n"
-			     "bankhook_psd2_transaction_events_total %lld\n"
-			     "# HELP bankhook_psd2_activations_total Webhook settings put in force.\n"
-			     "# TYPE bankhook_psd2_activations_total counter\n"
-			     "bankhook_psd2_activations_total %lld\n",
-			     (long long)atomic_load(&pm->tasks_started),
-			     (long long)atomic_load(&pm->parts_finished),
-			     (long long)atomic_load(&pm->parts_failed),
-			     (long long)atomic_load(&pm->transaction_events),
-			     (long long)atomic_load(&pm->activations));
-	(void)bh_buf_appendf(b,
-			     "# HELP bankhook_retries_due Pending deliveries whose attempt is due.\n"
-			     "# TYPE bankhook_retries_due gauge\n"
-			     "bankhook_retries_due %lld\n"
-			     "# HELP bankhook_scheduler_leader 1 while this scheduler leads.\n"
-			     "# TYPE bankhook_scheduler_leader gauge\n"
-			     "bankhook_scheduler_leader %d\n"
-			     "# HELP bankhook_jobs_dispatched_total Delivery jobs sent to workers.\n"
-			     "# TYPE bankhook_jobs_dispatched_total counter\n"
-			     "bankhook_jobs_dispatched_total %lld\n"
-			     "# HELP bankhook_subscriptions_disabled_total Subscriptions disabled for failing.\n"
-			     "# TYPE bankhook_subscriptions_disabled_total counter\n"
-			     "bankhook_subscriptions_disabled_total %lld\n"
-			     "# HELP bankhook_subscriptions_disabled Subscriptions disabled now, for any reason.\n"
-			     "# TYPE bankhook_subscriptions_disabled gauge\n"
-			     "bankhook_subscriptions_disabled %lld\n"
-			     "# HELP bankhook_retention_deleted_total Rows deleted by retention.\n"
-			     "# TYPE bankhook_retention_deleted_total counter\n"
-			     "bankhook_retention_deleted_total{table=\"attempts\"} %lld\n"
-			     "bankhook_retention_deleted_total{table=\"events\"} %lld\n",
-			     (long long)atomic_load(&m->retries_due), atomic_load(&m->leader),
-			     (long long)atomic_load(&m->dispatched),
-			     (long long)atomic_load(&m->disabled),
-			     (long long)atomic_load(&m->disabled_now),
-			     (long long)atomic_load(&m->purged_attempts),
-			     (long long)atomic_load(&m->purged_events));
+	(void)bh_buf_appendf(
+		b,
+		"# HELP bankhook_refresh_tasks_total Refresh tasks started, and bank parts by outcome.\n"
+		"# TYPE bankhook_refresh_tasks_total counter\n"
+		"bankhook_refresh_tasks_total{status=\"started\"} %lld\n"
+		"bankhook_refresh_tasks_total{status=\"bank_finished\"} %lld\n"
+		"bankhook_refresh_tasks_total{status=\"bank_failed\"} %lld\n"
+		"# HELP bankhook_psd2_transaction_events_total transactionEvents created.\n"
+		"# TYPE bankhook_psd2_transaction_events_total counter\n"
+		"bankhook_psd2_transaction_events_total %lld\n"
+		"# HELP bankhook_psd2_activations_total Webhook settings put in force.\n"
+		"# TYPE bankhook_psd2_activations_total counter\n"
+		"bankhook_psd2_activations_total %lld\n",
+		(long long)atomic_load(&pm->tasks_started),
+		(long long)atomic_load(&pm->parts_finished),
+		(long long)atomic_load(&pm->parts_failed),
+		(long long)atomic_load(&pm->transaction_events),
+		(long long)atomic_load(&pm->activations));
+	(void)bh_buf_appendf(
+		b,
+		"# HELP bankhook_retries_due Pending deliveries whose attempt is due.\n"
+		"# TYPE bankhook_retries_due gauge\n"
+		"bankhook_retries_due %lld\n"
+		"# HELP bankhook_scheduler_leader 1 while this scheduler leads.\n"
+		"# TYPE bankhook_scheduler_leader gauge\n"
+		"bankhook_scheduler_leader %d\n"
+		"# HELP bankhook_jobs_dispatched_total Delivery jobs sent to workers.\n"
+		"# TYPE bankhook_jobs_dispatched_total counter\n"
+		"bankhook_jobs_dispatched_total %lld\n"
+		"# HELP bankhook_subscriptions_disabled_total Subscriptions disabled for failing.\n"
+		"# TYPE bankhook_subscriptions_disabled_total counter\n"
+		"bankhook_subscriptions_disabled_total %lld\n"
+		"# HELP bankhook_subscriptions_disabled Subscriptions disabled now, for any reason.\n"
+		"# TYPE bankhook_subscriptions_disabled gauge\n"
+		"bankhook_subscriptions_disabled %lld\n"
+		"# HELP bankhook_retention_deleted_total Rows deleted by retention.\n"
+		"# TYPE bankhook_retention_deleted_total counter\n"
+		"bankhook_retention_deleted_total{table=\"attempts\"} %lld\n"
+		"bankhook_retention_deleted_total{table=\"events\"} %lld\n",
+		(long long)atomic_load(&m->retries_due), atomic_load(&m->leader),
+		(long long)atomic_load(&m->dispatched), (long long)atomic_load(&m->disabled),
+		(long long)atomic_load(&m->disabled_now),
+		(long long)atomic_load(&m->purged_attempts),
+		(long long)atomic_load(&m->purged_events));
 }
 
 /* ---- leadership -------------------------------------------------------- */
@@ -196,8 +197,8 @@ static void leadership_release(struct scheduler *s)
 {
 	if (s->lock_conn == NULL)
 		return;
-	if (s->leader && lock_query_true(s->lock_conn,
-					 "SELECT pg_advisory_unlock(" LEADER_LOCK_KEY ")"))
+	if (s->leader &&
+	    lock_query_true(s->lock_conn, "SELECT pg_advisory_unlock(" LEADER_LOCK_KEY ")"))
 		bh_info("leadership released");
 	s->leader = false;
 	atomic_store(&s->m.leader, 0);
@@ -234,8 +235,8 @@ static int dispatch_batch(struct scheduler *s)
 		char *text = json_dumps(job, JSON_COMPACT);
 		json_decref(job);
 		/* Keyed by subscription: one subscription's jobs stay in order. */
-		int prc = bh_kafka_produce(s->producer, s->cfg.topic_deliveries, c[i].subscription_id,
-					   text, strlen(text));
+		int prc = bh_kafka_produce(s->producer, s->cfg.topic_deliveries,
+					   c[i].subscription_id, text, strlen(text));
 		free(text);
 		if (prc < 0)
 			break;
@@ -278,8 +279,8 @@ static bool retention_pass(struct scheduler *s)
 	bool attempts_left = true, events_left = true;
 	while (!stop_requested && (attempts_left || events_left) && bh_mono_ms() < until) {
 		if (attempts_left) {
-			long long n = bh_delivery_purge_attempts(s->db, s->cfg.retention_attempts_days,
-								 RETENTION_ATTEMPTS_BATCH);
+			long long n = bh_delivery_purge_attempts(
+				s->db, s->cfg.retention_attempts_days, RETENTION_ATTEMPTS_BATCH);
 			if (n < 0)
 				bh_warn("retention: attempts: %s", bh_db_errmsg(s->db));
 			else
@@ -433,7 +434,8 @@ static int scheduler_init(struct scheduler *s, int argc, char **argv)
 		bh_log_set_level(level);
 	bh_log_set_json(strcmp(log_format ? log_format : s->cfg.log_format, "json") == 0);
 	if (tick || at) {
-		if (!tick || at == NULL || bh_parse_time(at, &s->tick_at_ms) < 0 || s->tick_at_ms < 0) {
+		if (!tick || at == NULL || bh_parse_time(at, &s->tick_at_ms) < 0 ||
+		    s->tick_at_ms < 0) {
 			usage();
 			return -1;
 		}

@@ -55,7 +55,7 @@
 #include "subscription.h"
 #include "util.h"
 
-#define BATCH_MAX 200            /* Kafka messages read at once */
+#define BATCH_MAX 200 /* Kafka messages read at once */
 /*
  * Kafka is not read while this many jobs wait in the sender or on their
  * way to it, or this many finished attempts wait for the record thread:
@@ -65,7 +65,7 @@
  * cannot stall the rest.
  */
 #define BACKLOG_MAX 10000
-#define IDLE_WAIT_MS 100         /* the I/O thread's longest sleep; wake-ups are by fd */
+#define IDLE_WAIT_MS 100 /* the I/O thread's longest sleep; wake-ups are by fd */
 /*
  * Messages waiting for the store thread, at most: enough that one turn
  * covers everything that arrived during the previous one (fewer, larger
@@ -74,10 +74,10 @@
  * every event matches a hundred subscriptions.
  */
 #define WAITING_MAX 5000
-#define JOB_MAX_BYTES 4096       /* a delivery job is three ids */
-#define RETRY_PAUSE_MS 1000      /* between tries while PostgreSQL is down */
-#define DRAIN_MS 10000           /* bound on finishing transfers at shutdown */
-#define HOUSEKEEPING_MS 2000     /* readiness and lag refresh */
+#define JOB_MAX_BYTES 4096   /* a delivery job is three ids */
+#define RETRY_PAUSE_MS 1000  /* between tries while PostgreSQL is down */
+#define DRAIN_MS 10000	     /* bound on finishing transfers at shutdown */
+#define HOUSEKEEPING_MS 2000 /* readiness and lag refresh */
 #define DLQ_FLUSH_MS 10000
 #define DLQ_PAYLOAD_MAX (256 * 1024) /* of the original message, in the DLQ copy */
 
@@ -94,7 +94,7 @@ static void on_signal(int sig)
 
 /* Upper bounds of the attempt duration histogram, in seconds. */
 static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-					  0.5,   1,    2.5,   5,    10,  30};
+					 0.5,	1,    2.5,   5,	   10,	30};
 #define NBOUNDS (sizeof(duration_bounds) / sizeof(duration_bounds[0]))
 
 /* Written by the I/O and store threads, read by the ops listener's thread. */
@@ -149,21 +149,22 @@ static bool worker_ready(void *arg)
 static void worker_metrics(struct bh_buf *b, void *arg)
 {
 	struct metrics *m = &((struct worker *)arg)->m;
-	(void)bh_buf_appendf(
-		b,
-		"# HELP bankhook_deliveries_total Delivery attempts by outcome.\n"
-		"# TYPE bankhook_deliveries_total counter\n"
-		"bankhook_deliveries_total{outcome=\"succeeded\"} %lld\n"
-		"bankhook_deliveries_total{outcome=\"retrying\"} %lld\n"
-		"bankhook_deliveries_total{outcome=\"failed\"} %lld\n",
-		(long long)atomic_load(&m->succeeded), (long long)atomic_load(&m->retrying),
-		(long long)atomic_load(&m->failed));
+	(void)bh_buf_appendf(b,
+			     "# HELP bankhook_deliveries_total Delivery attempts by outcome.\n"
+			     "# TYPE bankhook_deliveries_total counter\n"
+			     "bankhook_deliveries_total{outcome=\"succeeded\"} %lld\n"
+			     "bankhook_deliveries_total{outcome=\"retrying\"} %lld\n"
+			     "bankhook_deliveries_total{outcome=\"failed\"} %lld\n",
+			     (long long)atomic_load(&m->succeeded),
+			     (long long)atomic_load(&m->retrying),
+			     (long long)atomic_load(&m->failed));
 	(void)bh_buf_appendf(b, "# HELP bankhook_attempt_duration_seconds Time of one attempt.\n"
 				"# TYPE bankhook_attempt_duration_seconds histogram\n");
 	long long cum = 0;
 	for (size_t i = 0; i < NBOUNDS; i++) {
 		cum += atomic_load(&m->duration_le[i]);
-		(void)bh_buf_appendf(b, "bankhook_attempt_duration_seconds_bucket{le=\"%g\"} %lld\n",
+		(void)bh_buf_appendf(b,
+				     "bankhook_attempt_duration_seconds_bucket{le=\"%g\"} %lld\n",
 				     duration_bounds[i], cum);
 	}
 	long long count = atomic_load(&m->duration_count);
@@ -252,9 +253,10 @@ static bool header_safe(const char *s)
 /* Headers a subscription may not set: the signature's and HTTP framing. */
 static bool header_reserved(const char *name)
 {
-	static const char *const reserved[] = {"webhook-id", "webhook-timestamp",
-					       "webhook-signature", "content-length",
-					       "transfer-encoding", "host", "expect"};
+	static const char *const reserved[] = {
+		"webhook-id",	  "webhook-timestamp", "webhook-signature",
+		"content-length", "transfer-encoding", "host",
+		"expect"};
 	for (size_t i = 0; i < BH_ARRAY_LEN(reserved); i++)
 		if (strcasecmp(name, reserved[i]) == 0)
 			return true;
@@ -283,7 +285,8 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 	job->method = bh_xstrdup(sub->http_method ? sub->http_method : "POST");
 	job->secret = bh_xstrdup(sub->secret);
 	/* The cache may outlive the 24 hours: the clock decides, not the row. */
-	bool rotating = sub->previous_secret != NULL && sub->previous_secret_expires_ms > bh_now_ms();
+	bool rotating =
+		sub->previous_secret != NULL && sub->previous_secret_expires_ms > bh_now_ms();
 	job->previous_secret = rotating ? bh_xstrdup(sub->previous_secret) : NULL;
 	job->ordered = sub->ordered;
 	job->rate_limit_per_s = sub->rate_limit_per_s;
@@ -299,8 +302,7 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 			job->headers = curl_slist_append(job->headers, r.extra_headers[i]);
 	const char *name;
 	json_t *value;
-	json_object_foreach(sub->headers, name, value)
-	{
+	json_object_foreach (sub->headers, name, value) {
 		const char *v = json_string_value(value);
 		if (v == NULL || name[0] == '\0' || strchr(name, ':') || !header_safe(name) ||
 		    !header_safe(v) || header_reserved(name))
@@ -316,8 +318,9 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 static void outcome(struct worker *w, const struct bh_attempt_record *rec, const char *event_id)
 {
 	static const char *const names[] = {"retrying", "succeeded", "failed"};
-	struct bh_log_ctx ctx = {
-		.delivery = rec->delivery_id, .subscription = rec->subscription_id, .event = event_id};
+	struct bh_log_ctx ctx = {.delivery = rec->delivery_id,
+				 .subscription = rec->subscription_id,
+				 .event = event_id};
 	const struct bh_attempt_result *ar = &rec->r;
 	if (rec->state == BH_DELIVERY_SUCCEEDED)
 		atomic_fetch_add(&w->m.succeeded, 1);
@@ -404,11 +407,13 @@ static void records_flush(struct worker *w, struct bh_finished *f)
 			outcome(w, &f->recs[i], f->event_ids[i]);
 	} else {
 		if (f->n > 1)
-			bh_warn("recording %d attempts together failed (%s); one by one", f->n, err);
+			bh_warn("recording %d attempts together failed (%s); one by one", f->n,
+				err);
 		for (int i = 0; i < f->n; i++) {
 			int st = record(w, w->rdb, f->recs[i].delivery_id,
 					f->recs[i].subscription_id, f->event_ids[i], &f->recs[i].r);
-			f->recs[i].state = st < 0 ? BH_DELIVERY_PENDING : (enum bh_delivery_state)st;
+			f->recs[i].state =
+				st < 0 ? BH_DELIVERY_PENDING : (enum bh_delivery_state)st;
 		}
 	}
 	for (int i = 0; i < f->n; i++) {
@@ -519,10 +524,11 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 	for (int i = 0; i < n; i++) {
 		const rd_kafka_message_t *msg = msgs[i];
 		char fallback[300];
-		snprintf(fallback, sizeof(fallback), "kafka-%s-%d-%lld", rd_kafka_topic_name(msg->rkt),
-			 (int)msg->partition, (long long)msg->offset);
-		if (bh_event_parse(msg->payload ? msg->payload : "", msg->len, fallback, &evs[i], err,
-				   sizeof(err)) < 0) {
+		snprintf(fallback, sizeof(fallback), "kafka-%s-%d-%lld",
+			 rd_kafka_topic_name(msg->rkt), (int)msg->partition,
+			 (long long)msg->offset);
+		if (bh_event_parse(msg->payload ? msg->payload : "", msg->len, fallback, &evs[i],
+				   err, sizeof(err)) < 0) {
 			bh_warn("event at %s: dead-lettered: %s", fallback, err);
 			if (dlq(w, msg, err) < 0)
 				goto out;
@@ -843,7 +849,8 @@ static void worker_run(struct worker *w)
 		bool more = false;
 		int room = waiting_max(w) - bh_handoff_messages_waiting(w->handoff);
 		if (room > 0 && !bh_sender_congested(w->sender) &&
-		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) < BACKLOG_MAX &&
+		    bh_sender_queued(w->sender) + bh_handoff_jobs_waiting(w->handoff) <
+			    BACKLOG_MAX &&
 		    bh_handoff_finished_waiting(w->handoff) < BACKLOG_MAX)
 			more = kafka_read(w, room < BATCH_MAX ? room : BATCH_MAX);
 		bh_sender_run(w->sender, more ? 0 : IDLE_WAIT_MS, wake_fd);
@@ -1000,8 +1007,8 @@ static int worker_init(struct worker *w, int argc, char **argv)
 		return -1;
 	}
 	/* 7. ops listener, last: ready only once everything above works */
-	if (bh_ops_http_start(w->cfg.worker_http_port, worker_ready, worker_metrics, w, &w->ops, err,
-			      sizeof(err)) < 0) {
+	if (bh_ops_http_start(w->cfg.worker_http_port, worker_ready, worker_metrics, w, &w->ops,
+			      err, sizeof(err)) < 0) {
 		bh_error("%s", err);
 		return -1;
 	}

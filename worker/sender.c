@@ -12,8 +12,8 @@
 #include "log.h"
 #include "net.h"
 
-#define RESPONSE_CAP 1024          /* what attempts.response_body keeps */
-#define HEADER_CAP (64 * 1024)     /* response headers beyond this abort */
+#define RESPONSE_CAP 1024      /* what attempts.response_body keeps */
+#define HEADER_CAP (64 * 1024) /* response headers beyond this abort */
 /*
  * Jobs waiting here, in all (about 1 KiB each), and for one subscription:
  * enough to absorb a burst to a healthy receiver without a lease's delay.
@@ -99,7 +99,7 @@ struct bh_sender {
 	struct endpoint *buckets[ENDPOINT_BUCKETS];
 	struct bh_send_job *qhead, *qtail; /* waiting for a global slot */
 	int queued;
-	int queued_total; /* here and in every endpoint's queue */
+	int queued_total;	    /* here and in every endpoint's queue */
 	struct endpoint *throttled; /* endpoints whose queue waits for a token */
 	/* Easy handles of ended transfers, reset and reused: fewer allocations per request. */
 	CURL **idle;
@@ -388,13 +388,13 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
  * Checked for every connection curl opens, after DNS: a name that resolves
  * to an internal address is refused here even if the URL looked fine.
  */
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-				    struct curl_sockaddr *addr)
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	(void)purpose;
 	struct transfer *t = clientp;
 	const struct bh_config *cfg = t->sender->cfg;
-	if (!bh_addr_allowed(&addr->addr, cfg->delivery_allow_loopback, cfg->delivery_allow_private)) {
+	if (!bh_addr_allowed(&addr->addr, cfg->delivery_allow_loopback,
+			     cfg->delivery_allow_private)) {
 		t->refused = true;
 		return CURL_SOCKET_BAD;
 	}
@@ -467,9 +467,10 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 
 	int64_t ts = t->started_ms / 1000;
 	char *sig = bh_webhook_sign(job->secret, job->delivery_id, ts, job->body, job->body_len);
-	char *sig_old = job->previous_secret ? bh_webhook_sign(job->previous_secret, job->delivery_id,
-								ts, job->body, job->body_len)
-					     : NULL;
+	char *sig_old = job->previous_secret
+				? bh_webhook_sign(job->previous_secret, job->delivery_id, ts,
+						  job->body, job->body_len)
+				: NULL;
 	if (sig == NULL) {
 		free(sig_old);
 		report(s, t, 0, "signing secret is malformed", true);
@@ -702,7 +703,8 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 	} else if (t->headers_too_big) {
 		err = "response headers too large";
 	} else if (code != CURLE_OK) {
-		snprintf(error, sizeof(error), "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
+		snprintf(error, sizeof(error), "%s",
+			 t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
 		err = error;
 	} else if (status < 200 || status > 299) {
 		snprintf(error, sizeof(error), "HTTP %ld", status);
@@ -790,8 +792,9 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 	s->cfg = cfg;
 	s->done = done;
 	s->arg = arg;
-	s->idle = bh_xcalloc((size_t)(cfg->delivery_max_in_flight > 0 ? cfg->delivery_max_in_flight : 1),
-			     sizeof(*s->idle));
+	s->idle = bh_xcalloc(
+		(size_t)(cfg->delivery_max_in_flight > 0 ? cfg->delivery_max_in_flight : 1),
+		sizeof(*s->idle));
 	s->multi = curl_multi_init();
 	if (s->multi == NULL) {
 		free(s->idle);
