@@ -83,9 +83,10 @@ int bh_ops_http_start(int port, bh_ops_ready_fn ready, bh_ops_metrics_fn metrics
 	h->arg = arg;
 	h->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-		handle, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)10, MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL,
-		MHD_OPTION_END);
+		/* the logger first: libmicrohttpd warns about the options before it */
+		handle, h, MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)10, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(errbuf, errlen, "ops http: cannot listen on port %d", port);
 		free(h);
