@@ -32,14 +32,7 @@ static int psd2_render(const struct bh_sub *sub, const struct bh_event *ev, stru
 			 ev->id);
 		return -1;
 	}
-	out->body = json_dumps(ev->data, JSON_COMPACT);
-	if (out->body == NULL) {
-		snprintf(errbuf, errlen, "render: cannot serialize event %s", ev->id);
-		return -1;
-	}
-	out->len = strlen(out->body);
-	out->content_type = bh_xstrdup("application/json");
-	return 0;
+	return bh_rendered_set_json(out, ev->data, ev, errbuf, errlen);
 }
 
 const struct bh_kind_ops bh_kind_psd2 = {

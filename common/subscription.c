@@ -23,8 +23,14 @@ static int native_render(const struct bh_sub *sub, const struct bh_event *ev,
 			 struct bh_rendered *out, char *errbuf, size_t errlen)
 {
 	(void)sub;
+	return bh_rendered_set_json(out, ev->json, ev, errbuf, errlen);
+}
+
+int bh_rendered_set_json(struct bh_rendered *out, const json_t *json, const struct bh_event *ev,
+			 char *errbuf, size_t errlen)
+{
 	memset(out, 0, sizeof(*out));
-	out->body = json_dumps(ev->json, JSON_COMPACT);
+	out->body = json_dumps(json, JSON_COMPACT);
 	if (out->body == NULL) {
 		snprintf(errbuf, errlen, "render: cannot serialize event %s", ev->id);
 		return -1;

@@ -66,6 +66,9 @@ bool bh_sub_match(const struct bh_sub *sub, const struct bh_event *ev);
 int bh_sub_render(const struct bh_sub *sub, const struct bh_event *ev, struct bh_rendered *out,
 		  char *errbuf, size_t errlen) BH_MUSTCHECK;
 void bh_rendered_free(struct bh_rendered *r);
+/* A kind's render step for a JSON body: json, compact, as application/json. */
+int bh_rendered_set_json(struct bh_rendered *out, const json_t *json, const struct bh_event *ev,
+			 char *errbuf, size_t errlen) BH_MUSTCHECK;
 void bh_rendered_add_header(struct bh_rendered *r, const char *name, const char *value);
 
 /* The generic filter every kind starts from: event types, bank, account. */
