@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ import pytest
 # import them from conftest.
 from harness import (ADMIN_TOKEN, BIN, PROCS, REPO, STACK, TEST_OVERRIDES,  # noqa: F401
                      TOPIC_DLQ, TOPIC_EVENTS, Api, Stack, free_ports, make_event,
-                     missing_binaries, missing_tools, new_stack, private_stack,
+                     missing_binaries, missing_tools, new_stack, private_stack, serve_http,
                      sanitizer_reports, start_stack, stop_stack, unique, wait_until)
 
 
@@ -105,11 +105,8 @@ class Receiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

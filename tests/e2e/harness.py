@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -501,3 +503,13 @@ def private_stack(prefix: str, overrides: dict[str, str] | None, what: str,
             print(f"\n{what} run directory kept: {st.run_dir}")
     if failure:
         pytest.fail(f"{what} stack teardown: " + "\n".join(failure), pytrace=False)
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A threaded HTTP server on a free loopback port, already serving in the
+    background: the tests' receivers and fake connectors. Its port is
+    server.server_address[1]; shutdown() and server_close() stop it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -14,13 +14,13 @@ import subprocess
 import threading
 import time
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 
 import pytest
 import requests
 
-from conftest import Received, make_event, unique, wait_until
+from conftest import Received, make_event, serve_http, unique, wait_until
 
 DELIVERY_TIMEOUT = 30
 SLACK = 0.5  # seconds either side of an expected attempt offset
@@ -69,10 +69,8 @@ class ScriptedReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -19,11 +19,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from harness import TEST_OVERRIDES, Stack, make_event, private_stack, wait_until
+from harness import (TEST_OVERRIDES, Stack, make_event, private_stack, serve_http,
+                     wait_until)
 
 N_EVENTS = 500
 DELAY_S = 0.05        # per request: 10 in flight per endpoint -> ~200 requests/s each
@@ -77,10 +78,8 @@ class SlowReceiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -17,12 +17,12 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 
-from conftest import BIN, free_ports, make_event, unique, wait_until
+from conftest import BIN, free_ports, make_event, serve_http, unique, wait_until
 from webhooks import verify
 
 WINDOW_S = 8
@@ -157,10 +157,8 @@ class Connector:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def set(self, plan=None, accounts=None):
         with self.lock:

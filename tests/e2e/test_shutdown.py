@@ -11,20 +11,19 @@ private stack of their own (module scope), never the session's.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 
 from harness import (ADMIN_TOKEN, TEST_OVERRIDES, free_ports, make_event, private_stack,
-                     wait_until)
+                     serve_http, wait_until)
 
 # The worker's drain bound (worker/main.c DRAIN_MS), plus slack for closing
 # the Kafka consumer and a busy 2-core machine.
@@ -70,10 +69,8 @@ class SlowReceiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
