@@ -48,6 +48,42 @@ static const struct addr_case addr_cases[] = {
 	{"addr_unspecified_0_0_0_0_never", "0.0.0.0", false, false, false, false},
 	{"addr_unspecified_ipv6_never", "::", false, false, false, false},
 	{"addr_broadcast_never", "255.255.255.255", false, false, false, false},
+	/* Documentation and benchmarking ranges (RFC 5737, 3849, 9637, 2544). */
+	{"addr_test_net_1_never", "192.0.2.10", false, false, false, false},
+	{"addr_test_net_2_never", "198.51.100.7", false, false, false, false},
+	{"addr_test_net_3_never", "203.0.113.200", false, false, false, false},
+	{"addr_ipv6_documentation_2001_db8_never", "2001:db8::1", false, false, false, false},
+	{"addr_ipv6_documentation_3fff_never", "3fff:abc::1", false, false, false, false},
+	{"addr_benchmarking_198_18_never", "198.19.255.1", false, false, false, false},
+	{"addr_6to4_relay_anycast_never", "192.88.99.1", false, false, false, false},
+	/* IPv6 transition ranges: the IPv4 inside is judged. */
+	{"addr_nat64_public_ipv4_allowed", "64:ff9b::8.8.8.8", true, true, true, true},
+	{"addr_nat64_loopback_needs_allow_loopback", "64:ff9b::127.0.0.1", false, true, false,
+	 true},
+	{"addr_nat64_private_needs_allow_private", "64:ff9b::10.0.0.1", false, false, true, true},
+	{"addr_nat64_metadata_never", "64:ff9b::169.254.169.254", false, false, false, false},
+	{"addr_nat64_local_use_needs_allow_private", "64:ff9b:1::8.8.8.8", false, false, true,
+	 true},
+	{"addr_6to4_public_ipv4_allowed", "2002:808:808::1", true, true, true, true},
+	{"addr_6to4_loopback_needs_allow_loopback", "2002:7f00:1::1", false, true, false, true},
+	{"addr_6to4_private_needs_allow_private", "2002:c0a8:101::1", false, false, true, true},
+	{"addr_6to4_unspecified_never", "2002::1", false, false, false, false},
+	{"addr_ipv4_translated_loopback_judged_as_ipv4", "::ffff:0:127.0.0.1", false, true, false,
+	 true},
+	{"addr_ipv4_translated_public_allowed", "::ffff:0:8.8.8.8", true, true, true, true},
+	{"addr_mapped_documentation_never", "::ffff:192.0.2.1", false, false, false, false},
+	{"addr_teredo_never", "2001:0:4136:e378:8000:63bf:3fff:fdd2", false, false, false, false},
+	{"addr_ietf_protocol_2001_2_benchmarking_never", "2001:2::1", false, false, false, false},
+	{"addr_orchid_2001_10_never", "2001:10::1", false, false, false, false},
+	{"addr_discard_100_never", "100::1", false, false, false, false},
+	{"addr_ipv4_compatible_never", "::127.0.0.1", false, false, false, false},
+	{"addr_site_local_fec0_never", "fec0::1", false, false, false, false},
+	{"addr_reserved_outside_2000_3_never", "4000::1", false, false, false, false},
+	{"addr_srv6_5f00_never", "5f00::1", false, false, false, false},
+	{"addr_2001_outside_ietf_block_allowed", "2001:200::1", true, true, true, true},
+	{"addr_public_ipv6_2606_allowed", "2606:4700:4700::1111", true, true, true, true},
+	{"addr_last_global_unicast_allowed", "3ffe::1", true, true, true, true},
+	{"addr_public_ipv4_next_to_test_net_3_allowed", "203.0.114.1", true, true, true, true},
 };
 
 static bool allowed(const char *text, bool lo, bool priv)
@@ -98,7 +134,31 @@ static const struct url_case url_cases[] = {
 	 "invalid byte 0xC3"},
 	{"url_http_with_port_ok", "http://example.com:8443/in", false, true, NULL},
 	{"url_scheme_is_case_insensitive", "HTTPS://example.com/", false, true, NULL},
-	{"url_ipv6_literal_public_ok", "http://[2001:db8::1]:80/x", false, true, NULL},
+	{"url_ipv6_literal_public_ok", "http://[2606:4700::1111]:80/x", false, true, NULL},
+	{"url_ipv6_documentation_literal_refused", "http://[2001:db8::1]:80/x", true, false,
+	 "2001:db8::1"},
+	/* Every spelling of loopback libcurl accepts, refused (issue 12, finding 7). */
+	{"url_localhost_refused", "http://localhost:9999/hook", false, false, "localhost"},
+	{"url_localhost_upper_case_refused", "http://LocalHost/", false, false, "loopback"},
+	{"url_localhost_trailing_dot_refused", "http://localhost./hook", false, false, "loopback"},
+	{"url_sub_localhost_refused", "http://api.localhost/hook", false, false, "loopback"},
+	{"url_localhost_ok_when_allowed", "http://localhost:9999/hook", true, true, NULL},
+	{"url_notlocalhost_is_a_name", "http://notlocalhost.invalid/", false, true, NULL},
+	{"url_short_ipv4_127_1_refused", "http://127.1/", false, false, "127.0.0.1"},
+	{"url_octal_ipv4_refused", "http://0177.0.0.1/", false, false, "127.0.0.1"},
+	{"url_decimal_ipv4_refused", "http://2130706433/", false, false, "127.0.0.1"},
+	{"url_hex_ipv4_refused", "http://0x7f000001/", false, false, "127.0.0.1"},
+	{"url_zero_host_refused", "http://0/", false, false, "0.0.0.0"},
+	{"url_zero_host_refused_even_with_loopback", "http://0:8080/", true, false, "0.0.0.0"},
+	{"url_mapped_loopback_literal_refused", "http://[::ffff:127.0.0.1]/", false, false,
+	 "loopback"},
+	{"url_nat64_loopback_literal_refused", "http://[64:ff9b::7f00:1]/", false, false,
+	 "loopback"},
+	{"url_percent_encoded_localhost_refused", "http://%6c%6fcalhost/", false, false,
+	 "loopback"},
+	{"url_zone_id_refused", "http://[fe80::1%25eth0]/", true, false, "interface"},
+	{"url_port_zero_refused", "http://example.com:0/", false, false, "port"},
+	{"url_unresolvable_name_accepted", "https://no-such-host.invalid/hook", false, true, NULL},
 	{"url_loopback_ok_when_allowed", "http://127.0.0.1:9999/hook", true, true, NULL},
 	{"url_loopback_refused_by_default", "http://127.0.0.1:9999/hook", false, false, "127.0.0.1"},
 	{"url_ipv6_loopback_refused_by_default", "http://[::1]/hook", false, false, "::1"},
@@ -155,7 +215,7 @@ int main(void)
 	memcpy(max_url, long_url, BH_URL_MAX);
 	max_url[BH_URL_MAX] = '\0';
 
-	struct CMUnitTest tests[64];
+	struct CMUnitTest tests[160];
 	size_t n = 0;
 	TABLE(addr_cases, run_addr_case);
 	ONE(addr_unix_socket_never);
