@@ -161,11 +161,18 @@ struct resolve {
 	bool done;
 	int rc;
 	struct addrinfo *res;
+	bh_getaddrinfo_fn resolver;
 	char host[];
 };
 
 /* Resolver threads still running, those the callers gave up on included. */
 static atomic_int resolving;
+static bh_getaddrinfo_fn resolver = getaddrinfo;
+
+void bh_url_set_resolver(bh_getaddrinfo_fn fn)
+{
+	resolver = fn ? fn : getaddrinfo;
+}
 
 static void resolve_unref(struct resolve *r)
 {
@@ -187,7 +194,7 @@ static void *resolve_thread(void *arg)
 	/* As libcurl asks: any family, stream sockets. */
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
-	int rc = getaddrinfo(r->host, NULL, &hints, &res);
+	int rc = r->resolver(r->host, NULL, &hints, &res);
 	pthread_mutex_lock(&r->lock);
 	r->rc = rc;
 	r->res = rc == 0 ? res : NULL;
@@ -226,6 +233,7 @@ static int resolve_check(const char *host, bool allow_loopback, bool allow_priva
 	size_t n = strlen(host) + 1;
 	struct resolve *r = bh_xcalloc(1, sizeof(*r) + n);
 	memcpy(r->host, host, n);
+	r->resolver = resolver;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);

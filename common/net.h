@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include "util.h"
@@ -39,6 +40,17 @@
  */
 int bh_url_check(const char *url, bool allow_loopback, bool allow_private, char *errbuf,
 		 size_t errlen) BH_MUSTCHECK;
+
+/* getaddrinfo's signature: the resolver bh_url_check calls. */
+typedef int (*bh_getaddrinfo_fn)(const char *node, const char *service,
+				 const struct addrinfo *hints, struct addrinfo **res);
+
+/*
+ * Replaces the resolver of bh_url_check (NULL: getaddrinfo again), for
+ * unit tests and fuzz targets, which must not query DNS. Call it before
+ * any check runs; its results are freed with freeaddrinfo.
+ */
+void bh_url_set_resolver(bh_getaddrinfo_fn fn);
 
 /*
  * True when a delivery may connect to this address. Loopback (127/8, ::1)

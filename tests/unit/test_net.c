@@ -9,9 +9,12 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "net.h"
 
@@ -181,20 +184,108 @@ static const struct url_case url_cases[] = {
 	{"url_at_max_length_ok", max_url, false, true, NULL},
 };
 
-static void run_url_case(void **state)
+/* Checks url: accepted when ok, else refused with err_has in the message. */
+static void expect_url(const char *url, bool lo, bool priv, bool ok, const char *err_has)
 {
-	const struct url_case *c = *state;
-	const char *url = c->url ? c->url : long_url;
 	char err[256] = "";
-	int rc = bh_url_check(url, c->allow_loopback, false, err, sizeof(err));
-	if (c->ok) {
+	int rc = bh_url_check(url, lo, priv, err, sizeof(err));
+	if (ok) {
 		if (rc != 0)
 			fail_msg("refused: %s", err);
 		return;
 	}
 	assert_int_equal(rc, -1);
-	if (strstr(err, c->err_has) == NULL)
-		fail_msg("error \"%s\" does not mention \"%s\"", err, c->err_has);
+	if (strstr(err, err_has) == NULL)
+		fail_msg("error \"%s\" does not mention \"%s\"", err, err_has);
+}
+
+static void run_url_case(void **state)
+{
+	const struct url_case *c = *state;
+	expect_url(c->url ? c->url : long_url, c->allow_loopback, false, c->ok, c->err_has);
+}
+
+/* ----------------------------------------------------------- resolution */
+
+/*
+ * The resolver the URL checks see here: no DNS. A few names stand for
+ * what DNS could answer; any other name does not resolve.
+ */
+static int numeric(const char *addr, struct addrinfo **res)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST};
+	return getaddrinfo(addr, NULL, &hints, res);
+}
+
+static int fake_resolver(const char *node, const char *service, const struct addrinfo *hints,
+			 struct addrinfo **res)
+{
+	(void)service;
+	(void)hints;
+	*res = NULL;
+	if (strcmp(node, "internal.test") == 0)
+		return numeric("127.0.0.1", res);
+	if (strcmp(node, "public.test") == 0)
+		return numeric("2606:4700::1111", res);
+	if (strcmp(node, "nat64-metadata.test") == 0)
+		return numeric("64:ff9b::a9fe:a9fe", res);
+	if (strcmp(node, "mixed.test") == 0) {
+		/* a public address first, a private one second: each node freed on its own */
+		struct addrinfo *first = NULL, *second = NULL;
+		if (numeric("8.8.8.8", &first) != 0 || numeric("10.0.0.1", &second) != 0)
+			return EAI_FAIL;
+		first->ai_next = second;
+		*res = first;
+		return 0;
+	}
+	if (strcmp(node, "slow.test") == 0)
+		sleep(3); /* longer than BH_RESOLVE_TIMEOUT_MS */
+	return EAI_NONAME;
+}
+
+/* Names, as the fake resolver answers them, under both flags. */
+struct resolve_case {
+	const char *name;
+	const char *url;
+	bool allow_loopback, allow_private;
+	bool ok;
+	const char *err_has;
+};
+
+static const struct resolve_case resolve_cases[] = {
+	{"name_resolving_to_loopback_refused", "http://internal.test/", false, false, false,
+	 "internal.test resolves to 127.0.0.1"},
+	{"name_resolving_to_loopback_ok_when_allowed", "http://internal.test/", true, false, true,
+	 NULL},
+	{"name_with_one_private_address_refused", "https://mixed.test/h", false, false, false,
+	 "10.0.0.1"},
+	{"name_with_one_private_address_ok_when_allowed", "https://mixed.test/h", false, true, true,
+	 NULL},
+	{"name_resolving_to_nat64_metadata_refused_with_both", "http://nat64-metadata.test/", true,
+	 true, false, "64:ff9b::a9fe:a9fe"},
+	{"name_resolving_to_public_address_ok", "https://public.test:8443/h", false, false, true,
+	 NULL},
+	{"name_not_resolving_ok", "https://nxdomain.test/h", false, false, true, NULL},
+};
+
+static void run_resolve_case(void **state)
+{
+	const struct resolve_case *c = *state;
+	expect_url(c->url, c->allow_loopback, c->allow_private, c->ok, c->err_has);
+}
+
+static void slow_name_accepted_within_the_timeout(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(bh_url_check("https://slow.test/h", false, false, err, sizeof(err)), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= BH_RESOLVE_TIMEOUT_MS - 50);
+	assert_true(ms < BH_RESOLVE_TIMEOUT_MS + 1000);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -215,10 +306,13 @@ int main(void)
 	memcpy(max_url, long_url, BH_URL_MAX);
 	max_url[BH_URL_MAX] = '\0';
 
+	bh_url_set_resolver(fake_resolver);
 	struct CMUnitTest tests[160];
 	size_t n = 0;
 	TABLE(addr_cases, run_addr_case);
 	ONE(addr_unix_socket_never);
 	TABLE(url_cases, run_url_case);
+	TABLE(resolve_cases, run_resolve_case);
+	ONE(slow_name_accepted_within_the_timeout);
 	return _cmocka_run_group_tests("net", tests, n, NULL, NULL);
 }
