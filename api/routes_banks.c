@@ -5,7 +5,6 @@
  * the banks table lives here.
  */
 #include <string.h>
-#include <strings.h>
 
 #include "body.h"
 #include "log.h"
