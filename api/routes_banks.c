@@ -5,10 +5,10 @@
  * the banks table lives here.
  */
 #include <string.h>
-#include <strings.h>
 
 #include "body.h"
 #include "log.h"
+#include "net.h"
 #include "server.h"
 
 #define BANK_ID_MAX 200
@@ -27,12 +27,19 @@ int bh_banks_exists(struct bh_db *db, const char *bank_id)
 
 /*
  * The connector is called by the scheduler, from inside the operator's
- * network, and only an admin sets it; so any http(s) URL is accepted here
- * (no loopback/private refusal as for client webhooks).
+ * network, and only an admin sets it; so loopback and private addresses
+ * are accepted here (not as for client webhooks), but the URL is read as
+ * libcurl reads it and link-local, metadata and reserved addresses are
+ * refused like everywhere else.
  */
-static bool is_http_url(const char *s)
+static int check_connector_url(struct bh_request *req, const char *url)
 {
-	return strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0;
+	char msg[256];
+	if (bh_url_check(url, true, true, msg, sizeof(msg)) < 0) {
+		bh_api_reply_error(req, 400, "invalid_field", "connector_url: %s", msg);
+		return -1;
+	}
+	return 0;
 }
 
 static void put_bank(struct bh_request *req)
@@ -54,11 +61,9 @@ static void put_bank(struct bh_request *req)
 	    bh_body_string(req, obj, "", "connector_url", 0, CONNECTOR_URL_MAX, false,
 			   &connector_url) < 0)
 		goto out;
-	if (connector_url != NULL && connector_url[0] != '\0' && !is_http_url(connector_url)) {
-		bh_api_reply_error(req, 400, "invalid_field",
-				   "connector_url: must be an http:// or https:// URL");
+	if (connector_url != NULL && connector_url[0] != '\0' &&
+	    check_connector_url(req, connector_url) < 0)
 		goto out;
-	}
 	const char *params[] = {bank_id, name ? name : "", code ? code : "",
 				connector_url ? connector_url : ""};
 	/* xmax = 0 only for a freshly inserted row: that tells 201 from 200. */

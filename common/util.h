@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define BH_VERSION "0.1.0"
 #define BH_MUSTCHECK __attribute__((warn_unused_result))
@@ -46,6 +47,11 @@ int64_t bh_now_ms(void);
 int64_t bh_now_us(void);
 /* Monotonic clock in milliseconds. */
 int64_t bh_mono_ms(void);
+/*
+ * The monotonic time timeout_ms from now, for pthread_cond_timedwait on a
+ * condition whose clock is CLOCK_MONOTONIC (a wall-clock step cannot stall it).
+ */
+struct timespec bh_mono_deadline(int timeout_ms);
 
 /* Cryptographically strong random bytes; aborts if the system has none. */
 void bh_random_bytes(void *out, size_t n);

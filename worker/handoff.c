@@ -252,24 +252,10 @@ bool bh_handoff_stopping(struct bh_handoff *h)
 	return s;
 }
 
-/* The monotonic time timeout_ms from now, for pthread_cond_timedwait. */
-static struct timespec deadline(int timeout_ms)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	return until;
-}
-
 int bh_handoff_take_batches(struct bh_handoff *h, struct bh_batch **batches, char ***advance,
 			    int *nadvance, int timeout_ms)
 {
-	struct timespec until = deadline(timeout_ms);
+	struct timespec until = bh_mono_deadline(timeout_ms);
 	struct bh_batch *unstored = NULL;
 	int rc = 0;
 	*batches = NULL;
@@ -316,7 +302,7 @@ void bh_handoff_put_advance(struct bh_handoff *h, char **ids, int n)
 
 int bh_handoff_take_finished(struct bh_handoff *h, struct bh_finished *fin, int timeout_ms)
 {
-	struct timespec until = deadline(timeout_ms);
+	struct timespec until = bh_mono_deadline(timeout_ms);
 	int rc = 0;
 	pthread_mutex_lock(&h->mu);
 	while (!h->stopping && h->fin.n == 0) {

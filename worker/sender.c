@@ -83,6 +83,8 @@ struct transfer {
 	size_t header_bytes;
 	bool headers_too_big;
 	bool refused;
+	int requests;	     /* sent on a connection: more than 1 only if libcurl re-sends */
+	bool resend_stopped; /* libcurl tried to re-send it; stopped, see on_prereq */
 	int retry_after_s;
 	int64_t started_ms;
 	int64_t started_mono;
@@ -401,6 +403,30 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct 
 	return socket(addr->family, addr->socktype, addr->protocol);
 }
 
+/*
+ * Called by libcurl each time it is about to send the request on a
+ * connection. The first time is the attempt. A second time means the
+ * request went out on a reused connection that then died without a byte of
+ * response, and libcurl is re-sending it on another one: the receiver may
+ * well have got and acted on the first copy (one that reads the request
+ * and resets the connection got up to six per attempt). So the re-send is
+ * refused and the attempt ends as failed, to be retried on the schedule
+ * and recorded like any other: one attempt row per request sent.
+ */
+static int on_prereq(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		     int conn_primary_port, int conn_local_port)
+{
+	(void)conn_primary_ip;
+	(void)conn_local_ip;
+	(void)conn_primary_port;
+	(void)conn_local_port;
+	struct transfer *t = clientp;
+	if (++t->requests == 1)
+		return CURL_PREREQFUNC_OK;
+	t->resend_stopped = true;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 static void report(struct bh_sender *s, struct transfer *t, int http_status, const char *error,
 		   bool permanent)
 {
@@ -528,6 +554,8 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -700,6 +728,9 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 	const char *err = NULL;
 	if (t->refused) {
 		err = "connection refused by policy: address not allowed";
+	} else if (t->resend_stopped) {
+		err = "connection closed with no response after the request was sent "
+		      "(on a reused connection; not re-sent)";
 	} else if (t->headers_too_big) {
 		err = "response headers too large";
 	} else if (code != CURLE_OK) {

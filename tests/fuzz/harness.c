@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "net.h"
+
 /* Headers match case-insensitively, query arguments exactly, as in libmicrohttpd. */
 const char *MHD_lookup_connection_value(struct MHD_Connection *connection, enum MHD_ValueKind kind,
 					const char *key)
@@ -57,9 +59,20 @@ static bool split(const char *line, const char *sep, char **name, char **value)
 	return true;
 }
 
+int fuzz_no_dns(const char *node, const char *service, const struct addrinfo *hints,
+		struct addrinfo **res)
+{
+	(void)node;
+	(void)service;
+	(void)hints;
+	*res = NULL;
+	return EAI_NONAME;
+}
+
 void fuzz_req_init(struct fuzz_req *fr, const uint8_t *data, size_t size, const char *method,
 		   const char *path, bool allow_loopback, bool allow_private)
 {
+	bh_url_set_resolver(fuzz_no_dns);
 	memset(fr, 0, sizeof(*fr));
 	fr->input = bh_xmalloc(size + 1);
 	memcpy(fr->input, data, size);

@@ -17,6 +17,7 @@
 #ifndef BH_TESTS_FUZZ_HARNESS_H
 #define BH_TESTS_FUZZ_HARNESS_H
 
+#include <netdb.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,13 @@ struct fuzz_req {
 	bool body_is_json; /* the body parsed (or was empty); req.body set when non-empty */
 	char *input;	   /* NUL-terminated copy of the input */
 };
+
+/*
+ * A resolver for bh_url_set_resolver that resolves nothing (EAI_NONAME):
+ * fuzz inputs never reach DNS. fuzz_req_init installs it.
+ */
+int fuzz_no_dns(const char *node, const char *service, const struct addrinfo *hints,
+		struct addrinfo **res);
 
 /*
  * Parses data into fr: method and path as given, delivery.allow_loopback
