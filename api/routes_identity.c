@@ -118,13 +118,12 @@ int bh_identity_login_allowed(struct bh_request *req, const char *username)
 	key_of(ukey, "u:", username);
 	key_of(akey, "a:", addr);
 	if (throttled(req, bh_ratelimit_blocked(rl, ukey, now), "username",
-		      "too many failed logins for this username") < 0 ||
+		      "too many failed logins for this username (api.login_free_failures)") < 0 ||
 	    throttled(req, bh_ratelimit_blocked(rl, akey, now), "address",
-		      "too many failed logins from this address") < 0 ||
+		      "too many failed logins from this address"
+		      " (api.login_free_failures_per_ip)") < 0 ||
 	    throttled(req, bh_ratelimit_take(rl, ukey, now), "username",
-		      "too many logins for this username (api.login_rate_per_s)") < 0 ||
-	    throttled(req, bh_ratelimit_take(rl, akey, now), "address",
-		      "too many logins from this address (api.login_rate_per_s)") < 0)
+		      "too many logins for this username (api.login_rate_per_s)") < 0)
 		return -1;
 	return scrypt_allowed(req);
 }
@@ -140,24 +139,21 @@ void bh_identity_login_result(struct bh_request *req, const char *username, bool
 		bh_ratelimit_succeed(rl, ukey);
 		return;
 	}
+	const struct bh_config *cfg = req->api->cfg;
 	bh_api_client_address(req, addr, sizeof(addr));
 	key_of(akey, "a:", addr);
-	(void)bh_ratelimit_fail(rl, ukey, now);
-	(void)bh_ratelimit_fail(rl, akey, now);
+	(void)bh_ratelimit_fail(rl, ukey, cfg->api_login_free_failures,
+				cfg->api_login_max_backoff_s, now);
+	(void)bh_ratelimit_fail(rl, akey, cfg->api_login_free_failures_per_ip,
+				cfg->api_login_max_backoff_s, now);
 }
 
 int bh_identity_password_allowed(struct bh_request *req, const char *client_id)
 {
-	struct bh_ratelimit *rl = req->api->login_limit;
-	char ckey[KEY_MAX], akey[KEY_MAX], addr[BH_CONNBUDGET_ADDR_MAX];
-	int64_t now = bh_mono_ms();
-	bh_api_client_address(req, addr, sizeof(addr));
+	char ckey[KEY_MAX];
 	key_of(ckey, "c:", client_id);
-	key_of(akey, "a:", addr);
-	if (throttled(req, bh_ratelimit_take(rl, ckey, now), "password",
-		      "too many passwords set for this client (api.login_rate_per_s)") < 0 ||
-	    throttled(req, bh_ratelimit_take(rl, akey, now), "password",
-		      "too many passwords set from this address (api.login_rate_per_s)") < 0)
+	if (throttled(req, bh_ratelimit_take(req->api->login_limit, ckey, bh_mono_ms()), "password",
+		      "too many passwords set for this client (api.login_rate_per_s)") < 0)
 		return -1;
 	return scrypt_allowed(req);
 }

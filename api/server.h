@@ -39,7 +39,7 @@ struct bh_api {
 	struct bh_kafka_producer *producer;
 	struct bh_ratelimit *ratelimit; /* per-token API rate limit; NULL: none */
 	struct bh_ratelimit *client_ratelimit; /* per client, over its tokens; NULL: none */
-	/* Logins and password sets per username, address, client, with back-off; never NULL. */
+	/* Logins per username, password sets per client, failures' back-off; never NULL. */
 	struct bh_ratelimit *login_limit;
 	struct bh_ratelimit *scrypt_limit; /* one key: scrypt runs a second, process-wide */
 };
@@ -219,11 +219,12 @@ void bh_caller_free(struct bh_caller *caller);
  * Authentication throttling (docs/DESIGN.md "Authentication throttling").
  * bh_identity_login_allowed: before checking username's password; 0, or
  * -1 with a 429 and Retry-After set in the route's envelope (the username
- * or the caller's address is backing off or over api.login_rate_per_s,
- * or the process is over api.scrypt_per_s). bh_identity_login_result
- * then records the outcome (failures back off, a success resets the
- * username). bh_identity_password_allowed: before hashing a new password
- * for client_id; the same 0 / -1 and 429, per address and per client.
+ * or the caller's address is backing off after failures, the username is
+ * over api.login_rate_per_s, or the process over api.scrypt_per_s).
+ * bh_identity_login_result then records the outcome (a failure counts
+ * for the username and the address, a success resets the username).
+ * bh_identity_password_allowed: before hashing a new password for
+ * client_id; the same 0 / -1 and 429, per client and process-wide.
  */
 int bh_identity_login_allowed(struct bh_request *req, const char *username) BH_MUSTCHECK;
 void bh_identity_login_result(struct bh_request *req, const char *username, bool ok);

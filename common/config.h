@@ -38,9 +38,10 @@ struct bh_config {
 	/* authentication abuse (docs/DESIGN.md "Authentication throttling") */
 	int api_client_rate_limit_per_s; /* per client, over all its tokens; 0: none */
 	int api_client_rate_limit_burst;
-	int api_login_rate_per_s; /* logins and password sets per username, address, client */
+	int api_login_rate_per_s; /* logins per username, password sets per client */
 	int api_login_burst;
-	int api_login_free_failures; /* failed logins before the back-off starts */
+	int api_login_free_failures;	    /* failed logins of a username before its back-off */
+	int api_login_free_failures_per_ip; /* failed logins from an address before its back-off */
 	int api_login_max_backoff_s;
 	int api_scrypt_per_s; /* password hashes and checks, process-wide */
 	int api_max_users_per_client;

@@ -27,9 +27,6 @@ struct bh_ratelimit {
 	double burst;
 	int n_slots;
 	struct slot *slots;
-	/* back-off (bh_ratelimit_set_backoff); free_failures 0: none */
-	int free_failures;
-	int64_t backoff_max_ms;
 };
 
 struct bh_ratelimit *bh_ratelimit_new(int rate_per_s, int burst, int slots)
@@ -110,14 +107,6 @@ int bh_ratelimit_take(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
 	return wait_s;
 }
 
-void bh_ratelimit_set_backoff(struct bh_ratelimit *rl, int free_failures, int max_s)
-{
-	pthread_mutex_lock(&rl->lock);
-	rl->free_failures = free_failures;
-	rl->backoff_max_ms = (int64_t)max_s * 1000;
-	pthread_mutex_unlock(&rl->lock);
-}
-
 int bh_ratelimit_blocked(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
 {
 	pthread_mutex_lock(&rl->lock);
@@ -129,25 +118,25 @@ int bh_ratelimit_blocked(struct bh_ratelimit *rl, const char *key, int64_t now_m
 	return wait_s;
 }
 
-int bh_ratelimit_fail(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
+int bh_ratelimit_fail(struct bh_ratelimit *rl, const char *key, int free_failures, int max_s,
+		      int64_t now_ms)
 {
+	int64_t max_ms = (int64_t)max_s * 1000;
 	pthread_mutex_lock(&rl->lock);
 	struct slot *s = slot_for_key(rl, key);
 	int wait_s = 0;
-	if (rl->free_failures <= 0)
-		goto out;
 	/* Failures a whole maximum back-off apart are not consecutive any more. */
-	if (s->failures > 0 && now_ms - s->last_fail_ms > rl->backoff_max_ms)
+	if (s->failures > 0 && now_ms - s->last_fail_ms > max_ms)
 		s->failures = 0;
 	s->failures++;
 	s->last_fail_ms = now_ms;
-	if (s->failures <= rl->free_failures)
+	if (s->failures <= free_failures)
 		goto out;
 	/* 1 s after the first failure over the allowance, doubling each time, capped */
-	int over = s->failures - rl->free_failures - 1;
-	int64_t ms = over >= 30 ? rl->backoff_max_ms : (int64_t)1000 << over;
-	if (ms > rl->backoff_max_ms)
-		ms = rl->backoff_max_ms;
+	int over = s->failures - free_failures - 1;
+	int64_t ms = over >= 30 ? max_ms : (int64_t)1000 << over;
+	if (ms > max_ms)
+		ms = max_ms;
 	s->blocked_until_ms = now_ms + ms;
 	wait_s = wait_seconds((double)ms);
 out:

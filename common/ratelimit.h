@@ -26,16 +26,15 @@ int bh_ratelimit_take(struct bh_ratelimit *rl, const char *key, int64_t now_ms);
 
 /*
  * Exponential back-off on consecutive failures, in the same slots (the
- * api's login throttle): the first free_failures of a key cost nothing;
- * each one after blocks the key for 1 s, 2 s, 4 s, ... up to max_s.
- * Failures more than max_s apart start the count again. free_failures 0
- * (the default): no back-off.
+ * api's login throttle). bh_ratelimit_fail counts a failure of key: the
+ * first free_failures cost nothing; each one after blocks the key for
+ * 1 s, 2 s, 4 s, ... up to max_s (>= 1). Failures more than max_s apart
+ * start the count again. Returns the seconds key is now blocked (0: none).
  */
-void bh_ratelimit_set_backoff(struct bh_ratelimit *rl, int free_failures, int max_s);
+int bh_ratelimit_fail(struct bh_ratelimit *rl, const char *key, int free_failures, int max_s,
+		      int64_t now_ms);
 /* 0 when key is not blocked at now_ms, else the whole seconds (>= 1) left. */
 int bh_ratelimit_blocked(struct bh_ratelimit *rl, const char *key, int64_t now_ms);
-/* Counts a failure of key; returns the seconds it is now blocked for (0: none). */
-int bh_ratelimit_fail(struct bh_ratelimit *rl, const char *key, int64_t now_ms);
 /* A success: key's failures are forgotten and any block lifted. */
 void bh_ratelimit_succeed(struct bh_ratelimit *rl, const char *key);
 
