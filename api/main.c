@@ -146,7 +146,7 @@ static int serve(const struct bh_config *cfg)
 					 cfg->api_client_rate_limit_burst, RATELIMIT_SLOTS);
 	api.login_limit =
 		bh_ratelimit_new(cfg->api_login_rate_per_s, cfg->api_login_burst, RATELIMIT_SLOTS);
-	api.scrypt_limit = bh_ratelimit_new(cfg->api_scrypt_per_s, cfg->api_scrypt_per_s, 1);
+	api.scrypt_limit = bh_ratelimit_new(cfg->api_scrypt_per_s, cfg->api_scrypt_burst, 1);
 	/* 4. the bootstrap admin token, before anyone can present it */
 	if (cfg->api_admin_token[0] != '\0') {
 		struct bh_db *db = bh_db_pool_get(api.pool);

@@ -61,6 +61,7 @@ static const struct conf_key conf_keys[] = {
 	INT("api", "login_free_failures_per_ip", api_login_free_failures_per_ip, "20", 1, 100000),
 	INT("api", "login_max_backoff_s", api_login_max_backoff_s, "900", 1, 86400),
 	INT("api", "scrypt_per_s", api_scrypt_per_s, "16", 1, 10000),
+	INT("api", "scrypt_burst", api_scrypt_burst, "16", 1, 100000),
 	INT("api", "max_users_per_client", api_max_users_per_client, "1000", 1, 10000000),
 	INT("api", "max_tokens_per_client", api_max_tokens_per_client, "1000", 1, 10000000),
 	STR("database", "url", db_url, "postgresql://postgres@127.0.0.1:55432/bankhook"),

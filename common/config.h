@@ -44,6 +44,7 @@ struct bh_config {
 	int api_login_free_failures_per_ip; /* failed logins from an address before its back-off */
 	int api_login_max_backoff_s;
 	int api_scrypt_per_s; /* password hashes and checks, process-wide */
+	int api_scrypt_burst;
 	int api_max_users_per_client;
 	int api_max_tokens_per_client;
 	/* database */

@@ -82,6 +82,7 @@ static void check_defaults(const struct bh_config *cfg)
 	assert_int_equal(cfg->api_login_free_failures_per_ip, 20);
 	assert_int_equal(cfg->api_login_max_backoff_s, 900);
 	assert_int_equal(cfg->api_scrypt_per_s, 16);
+	assert_int_equal(cfg->api_scrypt_burst, 16);
 	assert_int_equal(cfg->api_max_users_per_client, 1000);
 	assert_int_equal(cfg->api_max_tokens_per_client, 1000);
 	assert_string_equal(cfg->db_url, "postgresql://postgres@127.0.0.1:55432/bankhook");
