@@ -72,6 +72,9 @@ static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metric metrics[METRICS_MAX];
 static int n_metrics;
 
+/* What the connection budget did (see "connection budget" below). */
+static atomic_ullong conns_refused, conns_taken, conns_timed_out;
+
 static void metrics_count(const char *route, unsigned int status)
 {
 	pthread_mutex_lock(&metrics_lock);
@@ -99,6 +102,17 @@ void bh_server_metrics(struct bh_buf *out)
 			out, "bankhook_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
 			metrics[i].route, metrics[i].status, metrics[i].count);
 	pthread_mutex_unlock(&metrics_lock);
+	(void)bh_buf_appendf(
+		out,
+		"# HELP bankhook_api_connections_total Connections the budget refused at"
+		" accept, closed to make room for another address, or closed past their"
+		" deadline.\n"
+		"# TYPE bankhook_api_connections_total counter\n"
+		"bankhook_api_connections_total{outcome=\"refused\"} %llu\n"
+		"bankhook_api_connections_total{outcome=\"taken\"} %llu\n"
+		"bankhook_api_connections_total{outcome=\"timed_out\"} %llu\n",
+		atomic_load(&conns_refused), atomic_load(&conns_taken),
+		atomic_load(&conns_timed_out));
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -778,8 +792,12 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	struct bh_server *srv = cls;
 	char text[BH_CONNBUDGET_ADDR_MAX];
 	addr_text(addr, addrlen, text, sizeof(text));
-	if (bh_connbudget_admit(srv->budget, text))
+	int admitted = bh_connbudget_admit(srv->budget, text);
+	if (admitted == 2)
+		atomic_fetch_add(&conns_taken, 1);
+	if (admitted > 0)
 		return MHD_YES;
+	atomic_fetch_add(&conns_refused, 1);
 	bh_debug("refusing a connection from %s: over its share of the connection budget", text);
 	return MHD_NO;
 }
@@ -830,6 +848,7 @@ static void *sweep_loop(void *arg)
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = SWEEP_MS * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		int n = bh_connbudget_sweep(srv->budget, bh_mono_ms());
+		atomic_fetch_add(&conns_timed_out, (unsigned long long)n);
 		if (n > 0)
 			bh_info("closed %d connection(s) past api.header_timeout_s /"
 				" api.request_timeout_s",

@@ -131,7 +131,7 @@ int bh_connbudget_admit(struct bh_connbudget *b, const char *addr)
 	if (victim == NULL)
 		goto out;
 	close_conn(b, victim);
-	ok = 1;
+	ok = 2;
 out:
 	pthread_mutex_unlock(&b->lock);
 	return ok;

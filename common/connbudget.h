@@ -47,9 +47,10 @@ struct bh_connbudget *bh_connbudget_new(int max_conns, int per_addr, int slots, 
 void bh_connbudget_free(struct bh_connbudget *b);
 
 /*
- * Whether a new connection from addr may be accepted: 1 yes, 0 no. When
- * the budget is full and addr holds fewer than the heaviest address, one
- * of that address's connections is closed (close_fn) to make room.
+ * Whether a new connection from addr may be accepted: 0 no, 1 yes, 2 yes
+ * after closing another: when the budget is full and addr holds fewer
+ * than the heaviest address, one of that address's connections is closed
+ * (close_fn) to make room.
  */
 int bh_connbudget_admit(struct bh_connbudget *b, const char *addr);
 

@@ -215,6 +215,11 @@ def test_slowloris_from_several_addresses_leaves_health_and_api_answering(abuse,
         # the attack kept reconnecting: its connections were closed by the
         # deadline or given up to the newcomers, not kept forever
         assert attack.opened > len(attack.slots), attack.opened
+    m = requests.get(base + "/metrics", timeout=15, headers={"Connection": "close"}).text
+    counts = {o: float(next(line.split()[-1] for line in m.splitlines() if line.startswith(
+        f'bankhook_api_connections_total{{outcome="{o}"}}')))
+        for o in ("refused", "taken", "timed_out")}
+    assert all(v > 0 for v in counts.values()), counts
 
 
 def trickle_until_closed(st, src: str, first: bytes, limit_s: float) -> float | None:
