@@ -525,16 +525,22 @@ int bh_api_rate_limit(struct bh_request *req, const char *token)
 	return 0;
 }
 
-void bh_api_client_address(const struct bh_request *req, char *out, size_t outlen)
+/* The numeric address of conn's peer, or "unknown". */
+static void peer_address(struct MHD_Connection *conn, char *out, size_t outlen)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL ||
-	    getnameinfo(ci->client_addr,
-			ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							       : sizeof(struct sockaddr_in),
-			out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST) != 0)
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+	socklen_t len = sa != NULL && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+								: sizeof(struct sockaddr_in);
+	if (sa == NULL ||
+	    getnameinfo(sa, len, out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST) != 0)
 		snprintf(out, outlen, "unknown");
+}
+
+void bh_api_client_address(const struct bh_request *req, char *out, size_t outlen)
+{
+	peer_address(req->conn, out, outlen);
 }
 
 void bh_api_reply_subscription_limit(struct bh_request *req)
@@ -770,14 +776,6 @@ static enum MHD_Result request_start(struct bh_server *srv, struct MHD_Connectio
 
 /* ---------------------------------------------------------------- connection budget */
 
-/* The numeric address of sa, or "unknown". */
-static void addr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
-{
-	if (sa == NULL ||
-	    getnameinfo(sa, len, out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST) != 0)
-		snprintf(out, outlen, "unknown");
-}
-
 /* The budget's close: runs with the budget locked, so fd is still this connection's. */
 static void budget_close(int fd, void *arg)
 {
@@ -791,7 +789,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 {
 	struct bh_server *srv = cls;
 	char text[BH_CONNBUDGET_ADDR_MAX];
-	addr_text(addr, addrlen, text, sizeof(text));
+	if (getnameinfo(addr, addrlen, text, sizeof(text), NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(text, sizeof(text), "unknown");
 	int admitted = bh_connbudget_admit(srv->budget, text);
 	if (admitted == 2)
 		atomic_fetch_add(&conns_taken, 1);
@@ -822,14 +821,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	}
 	const union MHD_ConnectionInfo *fd =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	const union MHD_ConnectionInfo *ca =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	char text[BH_CONNBUDGET_ADDR_MAX];
-	const struct sockaddr *sa = ca != NULL ? ca->client_addr : NULL;
-	addr_text(sa,
-		  sa != NULL && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							  : sizeof(struct sockaddr_in),
-		  text, sizeof(text));
+	peer_address(conn, text, sizeof(text));
 	if (fd == NULL)
 		return;
 	int id = bh_connbudget_open(srv->budget, fd->connect_fd, text, bh_mono_ms());
