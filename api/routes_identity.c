@@ -83,7 +83,7 @@ void bh_caller_free(struct bh_caller *caller)
  */
 #define KEY_MAX 1100
 
-/* 0, or -1 with 429 and Retry-After: `what` waits wait_s. */
+/* 0 when wait_s is 0; else -1 with a 429 naming field and why, and Retry-After: wait_s. */
 static int throttled(struct bh_request *req, int wait_s, const char *field, const char *why)
 {
 	if (wait_s == 0)
