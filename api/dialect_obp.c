@@ -688,8 +688,9 @@ static const char *unknown_user_hash(void)
  * bankhook token (stored hashed, like POST /v1/tokens). consumer_key must
  * be given, as OBP requires, but bankhook has no consumers to check it
  * against. Users and tokens are identity tables; this is the one place
- * outside routes_identity.c that touches them, because the dialect's login
- * is its own call.
+ * outside routes_identity.c that reads users, because the dialect's login
+ * is its own call; the token is stored by routes_identity.c, under the
+ * per-client cap. Every attempt is throttled first (bh_identity_login_allowed).
  */
 static void direct_login(struct bh_request *req)
 {
@@ -713,6 +714,9 @@ static void direct_login(struct bh_request *req)
 				 missing + 2);
 		goto out;
 	}
+	/* Throttled before any scrypt run: per username, per address, process-wide. */
+	if (bh_identity_login_allowed(req, p.username) < 0)
+		goto out;
 	const char *uparams[] = {p.username};
 	res = bh_db_query(bh_api_db(req), "SELECT id, password_hash FROM users WHERE username = $1",
 			  1, uparams);
@@ -724,20 +728,26 @@ static void direct_login(struct bh_request *req)
 	const char *stored = known ? PQgetvalue(res, 0, 1) : unknown_user_hash();
 	if (bh_password_verify(p.password, stored) < 0 || !known) {
 		bh_warn("DirectLogin refused for username \"%.100s\"", p.username);
+		bh_identity_login_result(req, p.username, false);
 		bh_api_reply_obp(req, 401, MSG_BAD_LOGIN);
 		goto out;
 	}
+	bh_identity_login_result(req, p.username, true);
 	char *user_id = bh_xstrdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
+	res = NULL;
 	bh_uuid4(id);
 	token = bh_token_new("bh_");
 	bh_token_hash(token, hash);
-	const char *params[] = {id, user_id, hash};
-	/* Only the hash is stored: the token is shown in this reply and never again. */
-	res = bh_db_query(bh_api_db(req),
-			  "INSERT INTO tokens (id, user_id, token_hash) VALUES ($1, $2, $3)", 3,
-			  params);
-	if (res == NULL) {
+	int rc = bh_identity_token_insert(req, id, user_id, hash, NULL, 0);
+	if (rc == 1) {
+		/* bankhook's own, like OBP-39001 (docs/DIALECTS.md) */
+		bh_api_reply_obp(req, 409,
+				 "OBP-39002: Token limit reached. api.max_tokens_per_client: this"
+				 " user's client already has the limit of %d tokens; delete one"
+				 " first.",
+				 req->api->cfg->api_max_tokens_per_client);
+	} else if (rc < 0) {
 		bh_api_reply_db_error(req, "create token");
 	} else {
 		bh_info("DirectLogin: token %s for user %s", id, user_id);

@@ -136,10 +136,17 @@ static int serve(const struct bh_config *cfg)
 		bh_error("%s", err);
 		goto out;
 	}
-	/* 3. the per-token rate limit (0: none) */
+	/* 3. the rate limits: per token and per client (0: none), logins, scrypt runs */
 	if (cfg->api_rate_limit_per_s > 0)
 		api.ratelimit = bh_ratelimit_new(cfg->api_rate_limit_per_s,
 						 cfg->api_rate_limit_burst, RATELIMIT_SLOTS);
+	if (cfg->api_client_rate_limit_per_s > 0)
+		api.client_ratelimit =
+			bh_ratelimit_new(cfg->api_client_rate_limit_per_s,
+					 cfg->api_client_rate_limit_burst, RATELIMIT_SLOTS);
+	api.login_limit =
+		bh_ratelimit_new(cfg->api_login_rate_per_s, cfg->api_login_burst, RATELIMIT_SLOTS);
+	api.scrypt_limit = bh_ratelimit_new(cfg->api_scrypt_per_s, cfg->api_scrypt_burst, 1);
 	/* 4. the bootstrap admin token, before anyone can present it */
 	if (cfg->api_admin_token[0] != '\0') {
 		struct bh_db *db = bh_db_pool_get(api.pool);
@@ -166,8 +173,11 @@ static int serve(const struct bh_config *cfg)
 	bh_info("stopping: finishing requests in flight");
 	rc = 0;
 out:
-	/* free, in reverse: listener (draining requests), limiter, producer, pool */
+	/* free, in reverse: listener (draining requests), limiters, producer, pool */
 	bh_server_stop(srv, DRAIN_MS);
+	bh_ratelimit_free(api.scrypt_limit);
+	bh_ratelimit_free(api.login_limit);
+	bh_ratelimit_free(api.client_ratelimit);
 	bh_ratelimit_free(api.ratelimit);
 	bh_kafka_producer_free(api.producer);
 	bh_db_pool_free(api.pool);

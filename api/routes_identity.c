@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "body.h"
+#include "connbudget.h"
 #include "crypto.h"
 #include "log.h"
 #include "server.h"
@@ -72,6 +73,162 @@ void bh_caller_free(struct bh_caller *caller)
 	free(caller->client_id);
 	json_decref(caller->roles);
 	memset(caller, 0, sizeof(*caller));
+}
+
+/* ---------------------------------------------------------------- authentication throttling */
+
+/*
+ * Keys of api->login_limit: "u:" username, "a:" address, "c:" client id.
+ * The SHA-256 of the key is what the limiter keeps.
+ */
+#define KEY_MAX 1100
+
+/* 0 when wait_s is 0; else -1 with a 429 naming field and why, and Retry-After: wait_s. */
+static int throttled(struct bh_request *req, int wait_s, const char *field, const char *why)
+{
+	if (wait_s == 0)
+		return 0;
+	bh_warn("%s %s: %s: %s; 429 for %d s", req->method, req->path, field, why, wait_s);
+	bh_api_reply_error(req, 429, "rate_limited", "%s: %s; retry after %d s.", field, why,
+			   wait_s);
+	bh_api_reply_retry_after(req, wait_s);
+	return -1;
+}
+
+/* The process-wide budget of scrypt runs (api.scrypt_per_s). */
+static int scrypt_allowed(struct bh_request *req)
+{
+	return throttled(req, bh_ratelimit_take(req->api->scrypt_limit, "scrypt", bh_mono_ms()),
+			 "password",
+			 "the server is over its budget of password checks a second"
+			 " (api.scrypt_per_s)");
+}
+
+static void key_of(char *out, const char *prefix, const char *value)
+{
+	snprintf(out, KEY_MAX, "%s%.1024s", prefix, value);
+}
+
+int bh_identity_login_allowed(struct bh_request *req, const char *username)
+{
+	struct bh_ratelimit *rl = req->api->login_limit;
+	char ukey[KEY_MAX], akey[KEY_MAX], addr[BH_CONNBUDGET_ADDR_MAX];
+	int64_t now = bh_mono_ms();
+	bh_api_client_address(req, addr, sizeof(addr));
+	key_of(ukey, "u:", username);
+	key_of(akey, "a:", addr);
+	if (throttled(req, bh_ratelimit_blocked(rl, ukey, now), "username",
+		      "too many failed logins for this username (api.login_free_failures)") < 0 ||
+	    throttled(req, bh_ratelimit_blocked(rl, akey, now), "address",
+		      "too many failed logins from this address"
+		      " (api.login_free_failures_per_ip)") < 0 ||
+	    throttled(req, bh_ratelimit_take(rl, ukey, now), "username",
+		      "too many logins for this username (api.login_rate_per_s)") < 0)
+		return -1;
+	return scrypt_allowed(req);
+}
+
+void bh_identity_login_result(struct bh_request *req, const char *username, bool ok)
+{
+	struct bh_ratelimit *rl = req->api->login_limit;
+	char ukey[KEY_MAX], akey[KEY_MAX], addr[BH_CONNBUDGET_ADDR_MAX];
+	int64_t now = bh_mono_ms();
+	key_of(ukey, "u:", username);
+	if (ok) {
+		/* Only the username: one good account must not clear an address's record. */
+		bh_ratelimit_succeed(rl, ukey);
+		return;
+	}
+	const struct bh_config *cfg = req->api->cfg;
+	bh_api_client_address(req, addr, sizeof(addr));
+	key_of(akey, "a:", addr);
+	(void)bh_ratelimit_fail(rl, ukey, cfg->api_login_free_failures,
+				cfg->api_login_max_backoff_s, now);
+	(void)bh_ratelimit_fail(rl, akey, cfg->api_login_free_failures_per_ip,
+				cfg->api_login_max_backoff_s, now);
+}
+
+int bh_identity_password_allowed(struct bh_request *req, const char *client_id)
+{
+	char ckey[KEY_MAX];
+	key_of(ckey, "c:", client_id);
+	if (throttled(req, bh_ratelimit_take(req->api->login_limit, ckey, bh_mono_ms()), "password",
+		      "too many passwords set for this client (api.login_rate_per_s)") < 0)
+		return -1;
+	return scrypt_allowed(req);
+}
+
+/* ---------------------------------------------------------------- per-client caps */
+
+/*
+ * Runs insert_sql unless client_id already has `max` rows by count_sql
+ * (both take the client id as $1; insert_sql its own params): 0 with the
+ * insert's result in *out, 1 over the cap, -1 on a database error.
+ * Locking the client's row serializes creations for one client, as
+ * bh_sub_insert_capped does for subscriptions.
+ */
+static int insert_capped(struct bh_db *db, const char *client_id, const char *count_sql, int max,
+			 const char *insert_sql, int nparams, const char *const *params,
+			 PGresult **out)
+{
+	const char *cparams[] = {client_id};
+	*out = NULL;
+	if (bh_db_begin(db) < 0)
+		return -1;
+	PGresult *res = bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1,
+				    cparams);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	res = bh_db_query(db, count_sql, 1, cparams);
+	if (res == NULL)
+		goto fail;
+	long long count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (count >= max) {
+		bh_db_rollback(db);
+		return 1;
+	}
+	*out = bh_db_query(db, insert_sql, nparams, params);
+	if (*out == NULL)
+		goto fail;
+	if (bh_db_commit(db) < 0) {
+		PQclear(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+fail:
+	bh_db_rollback(db); /* keeps the failed statement's sqlstate */
+	return -1;
+}
+
+int bh_identity_token_insert(struct bh_request *req, const char *id, const char *user_id,
+			     const char *hash, char *created_at, size_t created_len)
+{
+	struct bh_db *db = bh_api_db(req);
+	const char *uparams[] = {user_id};
+	PGresult *res = bh_db_query(db, "SELECT client_id FROM users WHERE id = $1", 1, uparams);
+	if (res == NULL)
+		return -1;
+	char *client_id = PQntuples(res) == 1 ? bh_xstrdup(PQgetvalue(res, 0, 0)) : NULL;
+	PQclear(res);
+	if (client_id == NULL)
+		return -1;
+	const char *params[] = {id, user_id, hash};
+	/* Only the hash is stored: the token is shown in the reply and never again. */
+	int rc = insert_capped(db, client_id,
+			       "SELECT count(*) FROM tokens t JOIN users u ON u.id = t.user_id"
+			       " WHERE u.client_id = $1",
+			       req->api->cfg->api_max_tokens_per_client,
+			       "INSERT INTO tokens (id, user_id, token_hash) VALUES ($1, $2, $3)"
+			       " RETURNING " SQL_TIME("created_at"),
+			       3, params, &res);
+	if (rc == 0 && created_at != NULL)
+		snprintf(created_at, created_len, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	free(client_id);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -152,15 +309,27 @@ static void create_user(struct bh_request *req)
 		goto out;
 	}
 	bh_uuid4(id);
-	if (password != NULL)
+	if (password != NULL) {
+		if (bh_identity_password_allowed(req, client_id) < 0)
+			goto out;
 		hash = bh_password_hash(password);
+	}
 	const char *params[] = {id, client_id, username, email ? email : "", hash};
-	res = bh_db_query(bh_api_db(req),
-			  "INSERT INTO users (id, client_id, username, email, password_hash)"
-			  " VALUES ($1, $2, $3, $4, $5)"
-			  " RETURNING id, client_id, username, " SQL_TIME("created_at"),
-			  5, params);
-	if (res == NULL) {
+	int rc = insert_capped(bh_api_db(req), client_id,
+			       "SELECT count(*) FROM users WHERE client_id = $1",
+			       req->api->cfg->api_max_users_per_client,
+			       "INSERT INTO users (id, client_id, username, email, password_hash)"
+			       " VALUES ($1, $2, $3, $4, $5)"
+			       " RETURNING id, client_id, username, " SQL_TIME("created_at"),
+			       5, params, &res);
+	if (rc == 1) {
+		bh_api_reply_error(req, 409, "user_limit",
+				   "api.max_users_per_client: this client already has the limit of"
+				   " %d users; no more can be created.",
+				   req->api->cfg->api_max_users_per_client);
+		goto out;
+	}
+	if (rc < 0) {
 		if (bh_db_is_unique_violation(req->db))
 			bh_api_reply_error(req, 409, "conflict", "username: \"%s\" is taken",
 					   username ? username : "");
@@ -244,23 +413,27 @@ static void create_token(struct bh_request *req)
 		goto out;
 	}
 	PQclear(res);
+	res = NULL;
 	bh_uuid4(id);
 	token = bh_token_new("bh_");
 	bh_token_hash(token, hash);
-	const char *params[] = {id, user_id, hash};
-	/* Only the hash is stored: the token is shown in this reply and never again. */
-	res = bh_db_query(bh_api_db(req),
-			  "INSERT INTO tokens (id, user_id, token_hash) VALUES ($1, $2, $3)"
-			  " RETURNING " SQL_TIME("created_at"),
-			  3, params);
-	if (res == NULL) {
+	char created_at[40];
+	int rc = bh_identity_token_insert(req, id, user_id, hash, created_at, sizeof(created_at));
+	if (rc == 1) {
+		bh_api_reply_error(req, 409, "token_limit",
+				   "api.max_tokens_per_client: this client already has the limit of"
+				   " %d tokens; delete one first.",
+				   req->api->cfg->api_max_tokens_per_client);
+		goto out;
+	}
+	if (rc < 0) {
 		bh_api_reply_db_error(req, "create token");
 		goto out;
 	}
 	bh_info("created token %s for user %s", id, user_id);
 	bh_api_reply_json(req, 201,
 			  json_pack("{s:s,s:s,s:s,s:s}", "id", id, "token", token, "user_id",
-				    user_id, "created_at", PQgetvalue(res, 0, 0)));
+				    user_id, "created_at", created_at));
 out:
 	PQclear(res);
 	free(token);

@@ -10,20 +10,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "connbudget.h"
 #include "log.h"
 #include "ops_http.h"
 
 #define TOKEN_MAX 512
 #define PARAM_MAX 200
 #define METRICS_MAX 512
+#define SWEEP_MS 100
 
 struct bh_server {
 	struct MHD_Daemon *daemon;
 	struct bh_api *api;
 	atomic_int in_flight; /* requests between their first call and completion */
+	/* The connection budget and the thread that enforces its deadlines. */
+	struct bh_connbudget *budget;
+	pthread_t sweeper;
+	bool sweeper_started;
+	atomic_bool stopping;
 };
 
 /*
@@ -64,6 +72,9 @@ static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metric metrics[METRICS_MAX];
 static int n_metrics;
 
+/* What the connection budget did (see "connection budget" below). */
+static atomic_ullong conns_refused, conns_taken, conns_timed_out;
+
 static void metrics_count(const char *route, unsigned int status)
 {
 	pthread_mutex_lock(&metrics_lock);
@@ -91,6 +102,17 @@ void bh_server_metrics(struct bh_buf *out)
 			out, "bankhook_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
 			metrics[i].route, metrics[i].status, metrics[i].count);
 	pthread_mutex_unlock(&metrics_lock);
+	(void)bh_buf_appendf(
+		out,
+		"# HELP bankhook_api_connections_total Connections the budget refused at"
+		" accept, closed to make room for another address, or closed past their"
+		" deadline.\n"
+		"# TYPE bankhook_api_connections_total counter\n"
+		"bankhook_api_connections_total{outcome=\"refused\"} %llu\n"
+		"bankhook_api_connections_total{outcome=\"taken\"} %llu\n"
+		"bankhook_api_connections_total{outcome=\"timed_out\"} %llu\n",
+		atomic_load(&conns_refused), atomic_load(&conns_taken),
+		atomic_load(&conns_timed_out));
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -461,22 +483,64 @@ static int authenticate(struct bh_request *req)
 	return bh_api_rate_limit(req, token);
 }
 
-int bh_api_rate_limit(struct bh_request *req, const char *token)
+void bh_api_reply_retry_after(struct bh_request *req, int wait_s)
 {
-	if (req->api->ratelimit == NULL)
-		return 0;
-	int wait_s = bh_ratelimit_take(req->api->ratelimit, token, bh_mono_ms());
-	if (wait_s == 0)
-		return 0;
 	char retry[16];
 	snprintf(retry, sizeof(retry), "%d", wait_s);
-	bh_api_reply_error(req, 429, "rate_limited",
-			   "Authorization: this token is over the API rate limit of %d requests a"
-			   " second (burst %d); retry after %d s.",
-			   req->api->cfg->api_rate_limit_per_s, req->api->cfg->api_rate_limit_burst,
-			   wait_s);
 	bh_api_reply_header(req, "Retry-After", retry);
-	return -1;
+}
+
+int bh_api_rate_limit(struct bh_request *req, const char *token)
+{
+	const struct bh_config *cfg = req->api->cfg;
+	int64_t now = bh_mono_ms();
+	if (req->api->ratelimit != NULL) {
+		int wait_s = bh_ratelimit_take(req->api->ratelimit, token, now);
+		if (wait_s > 0) {
+			bh_api_reply_error(
+				req, 429, "rate_limited",
+				"Authorization: this token is over the API rate limit of %d requests"
+				" a second (burst %d); retry after %d s.",
+				cfg->api_rate_limit_per_s, cfg->api_rate_limit_burst, wait_s);
+			bh_api_reply_retry_after(req, wait_s);
+			return -1;
+		}
+	}
+	/* The client's bucket too: minting more tokens does not buy more requests. */
+	if (req->api->client_ratelimit != NULL && req->caller.client_id != NULL) {
+		int wait_s =
+			bh_ratelimit_take(req->api->client_ratelimit, req->caller.client_id, now);
+		if (wait_s > 0) {
+			bh_api_reply_error(
+				req, 429, "rate_limited",
+				"Authorization: this client is over the API rate limit of %d requests"
+				" a second over all its tokens (api.client_rate_limit_per_s, burst %d);"
+				" retry after %d s.",
+				cfg->api_client_rate_limit_per_s, cfg->api_client_rate_limit_burst,
+				wait_s);
+			bh_api_reply_retry_after(req, wait_s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The numeric address of conn's peer, or "unknown". */
+static void peer_address(struct MHD_Connection *conn, char *out, size_t outlen)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+	socklen_t len = sa != NULL && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+								: sizeof(struct sockaddr_in);
+	if (sa == NULL ||
+	    getnameinfo(sa, len, out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(out, outlen, "unknown");
+}
+
+void bh_api_client_address(const struct bh_request *req, char *out, size_t outlen)
+{
+	peer_address(req->conn, out, outlen);
 }
 
 void bh_api_reply_subscription_limit(struct bh_request *req)
@@ -710,6 +774,82 @@ static enum MHD_Result request_start(struct bh_server *srv, struct MHD_Connectio
 	return MHD_YES;
 }
 
+/* ---------------------------------------------------------------- connection budget */
+
+/* The budget's close: runs with the budget locked, so fd is still this connection's. */
+static void budget_close(int fd, void *arg)
+{
+	(void)arg;
+	/* libmicrohttpd's thread then reads end-of-file and closes the connection itself. */
+	(void)shutdown(fd, SHUT_RDWR);
+}
+
+/* The accept policy: the per-address cap and the fair share of a full budget. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct bh_server *srv = cls;
+	char text[BH_CONNBUDGET_ADDR_MAX];
+	if (getnameinfo(addr, addrlen, text, sizeof(text), NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(text, sizeof(text), "unknown");
+	int admitted = bh_connbudget_admit(srv->budget, text);
+	if (admitted == 2)
+		atomic_fetch_add(&conns_taken, 1);
+	if (admitted > 0)
+		return MHD_YES;
+	atomic_fetch_add(&conns_refused, 1);
+	bh_debug("refusing a connection from %s: over its share of the connection budget", text);
+	return MHD_NO;
+}
+
+/* The budget's id of conn's connection (stored as id + 1 in its socket context), or -1. */
+static int conn_id(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci == NULL || ci->socket_context == NULL ? -1
+							: (int)(intptr_t)ci->socket_context - 1;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct bh_server *srv = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		bh_connbudget_close(srv->budget, (int)(intptr_t)*socket_context - 1);
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *fd =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char text[BH_CONNBUDGET_ADDR_MAX];
+	peer_address(conn, text, sizeof(text));
+	if (fd == NULL)
+		return;
+	int id = bh_connbudget_open(srv->budget, fd->connect_fd, text, bh_mono_ms());
+	if (id < 0) {
+		(void)shutdown(fd->connect_fd, SHUT_RDWR); /* the table is full: not ours to keep */
+		return;
+	}
+	*socket_context = (void *)(intptr_t)(id + 1);
+}
+
+/* Closes connections past their deadline, every SWEEP_MS, until the server stops. */
+static void *sweep_loop(void *arg)
+{
+	struct bh_server *srv = arg;
+	while (!atomic_load(&srv->stopping)) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = SWEEP_MS * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		int n = bh_connbudget_sweep(srv->budget, bh_mono_ms());
+		atomic_fetch_add(&conns_timed_out, (unsigned long long)n);
+		if (n > 0)
+			bh_info("closed %d connection(s) past api.header_timeout_s /"
+				" api.request_timeout_s",
+				n);
+	}
+	return NULL;
+}
+
 /* The URI log callback: runs once the request line is read, before the headers. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -736,6 +876,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!ctx->started) {
 		ctx->started = true;
 		atomic_fetch_add(&srv->in_flight, 1);
+		bh_connbudget_phase(srv->budget, conn_id(conn), BH_CONN_BODY, bh_mono_ms());
 		return request_start(srv, conn, ctx, method, url);
 	}
 	if (*upload_data_size > 0) {
@@ -748,6 +889,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (ctx->replied)
 		return MHD_YES;
 
+	bh_connbudget_phase(srv->budget, conn_id(conn), BH_CONN_HANDLING, bh_mono_ms());
 	struct bh_request req = {.api = srv->api, .method = method, .path = url, .conn = conn};
 	const char *route = dispatch(&req, &ctx->body);
 	unsigned int status = req.status;
@@ -767,10 +909,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	(void)conn;
 	(void)toe;
 	struct bh_server *srv = cls;
 	struct conn_ctx *ctx = *con_cls;
+	/* A kept-alive connection's next request has its own deadlines, from now. */
+	bh_connbudget_phase(srv->budget, conn_id(conn), BH_CONN_HEAD, bh_mono_ms());
 	if (ctx == NULL)
 		return;
 	bh_buf_free(&ctx->body);
@@ -791,6 +934,7 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 
 	srv->api = api;
 	atomic_init(&srv->in_flight, 0);
+	atomic_init(&srv->stopping, false);
 	snprintf(port, sizeof(port), "%d", api->cfg->api_port);
 	int gai = getaddrinfo(api->cfg->api_host, port, &hints, &ai);
 	if (gai != 0) {
@@ -810,31 +954,48 @@ struct bh_server *bh_server_start(struct bh_api *api, char *errbuf, size_t errle
 	 * connection of that thread, /healthz included. The connection limit
 	 * bounds the threads; ITC is what MHD_quiesce_daemon needs.
 	 *
-	 * Slow clients: an idle connection is closed after the timeout, and
-	 * one address holds at most max_connections_per_ip of them. The memory
-	 * limit lets a request line and headers up to our own limits through
-	 * to request_start (which answers in the route's envelope); beyond it
-	 * libmicrohttpd answers 414/431 by itself.
+	 * Slow clients: the connection budget (common/connbudget.h) decides
+	 * at accept whether a connection may open (the per-address cap, the
+	 * fair share of a full budget) and a sweeper thread closes those that
+	 * take longer than the deadlines to send a request, however they
+	 * trickle; an idle connection is also closed after the idle timeout.
+	 * libmicrohttpd's own limit is above the budget by the connections
+	 * the budget may be closing at once. The memory limit lets a request
+	 * line and headers up to our own limits through to request_start
+	 * (which answers in the route's envelope); beyond it libmicrohttpd
+	 * answers 414/431 by itself.
 	 */
 	const struct bh_config *cfg = api->cfg;
+	int max_conns =
+		cfg->api_max_connections > 0 ? cfg->api_max_connections : cfg->api_threads * 64;
+	int hard_limit = max_conns + max_conns / 4 + 16;
+	srv->budget = bh_connbudget_new(max_conns, cfg->api_max_connections_per_ip, hard_limit,
+					cfg->api_header_timeout_s * 1000,
+					cfg->api_request_timeout_s * 1000, budget_close, NULL);
 	size_t mem_limit =
 		(size_t)cfg->api_max_url_bytes + (size_t)cfg->api_max_header_bytes + 32 * 1024;
 	srv->daemon = MHD_start_daemon(
-		flags, (uint16_t)api->cfg->api_port, NULL, NULL, on_request, srv,
+		flags, (uint16_t)api->cfg->api_port, on_accept, srv, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, bh_ops_http_log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
 		(struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)(cfg->api_threads * 64), MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)cfg->api_connection_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		(unsigned int)cfg->api_max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		mem_limit, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK,
+		on_uri, srv, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)hard_limit,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->api_connection_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		snprintf(errbuf, errlen, "cannot listen on %s:%d (address in use?)",
 			 api->cfg->api_host, api->cfg->api_port);
 		goto fail;
 	}
+	if (pthread_create(&srv->sweeper, NULL, sweep_loop, srv) != 0) {
+		snprintf(errbuf, errlen, "cannot start the connection sweeper thread");
+		MHD_stop_daemon(srv->daemon);
+		goto fail;
+	}
+	srv->sweeper_started = true;
 	return srv;
 fail:
+	bh_connbudget_free(srv->budget);
 	free(srv);
 	return NULL;
 }
@@ -852,9 +1013,14 @@ void bh_server_stop(struct bh_server *srv, int drain_ms)
 	}
 	if (atomic_load(&srv->in_flight) > 0)
 		bh_warn("stopping with %d requests still in flight", atomic_load(&srv->in_flight));
+	/* The sweeper first: it may shut down connections the daemon owns. */
+	atomic_store(&srv->stopping, true);
+	if (srv->sweeper_started)
+		pthread_join(srv->sweeper, NULL);
 	MHD_stop_daemon(srv->daemon);
 	/* Ours since the quiesce; closed only now that no daemon thread polls it. */
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	bh_connbudget_free(srv->budget);
 	free(srv);
 }

@@ -38,6 +38,10 @@ struct bh_api {
 	struct bh_db_pool *pool;
 	struct bh_kafka_producer *producer;
 	struct bh_ratelimit *ratelimit; /* per-token API rate limit; NULL: none */
+	struct bh_ratelimit *client_ratelimit; /* per client, over its tokens; NULL: none */
+	/* Logins per username, password sets per client, failures' back-off; never NULL. */
+	struct bh_ratelimit *login_limit;
+	struct bh_ratelimit *scrypt_limit; /* one key: scrypt runs a second, process-wide */
 };
 
 /* The authenticated caller. */
@@ -178,11 +182,17 @@ void bh_api_reply_db_error(struct bh_request *req, const char *what);
 int bh_api_query_limit(struct bh_request *req, int *out) BH_MUSTCHECK;
 
 /*
- * The per-token API rate limit (api.rate_limit_per_s), for the dialects
- * that authenticate by themselves; call it once the token is known to be
- * valid. 0, or -1 with a 429 and Retry-After set in the route's envelope.
+ * The per-token API rate limit (api.rate_limit_per_s) and the per-client
+ * one over all the client's tokens (api.client_rate_limit_per_s), for the
+ * dialects that authenticate by themselves; call it once the token is
+ * known to be valid and req->caller filled. 0, or -1 with a 429 and
+ * Retry-After set in the route's envelope.
  */
 int bh_api_rate_limit(struct bh_request *req, const char *token) BH_MUSTCHECK;
+/* Sets Retry-After: wait_s (a 429's). */
+void bh_api_reply_retry_after(struct bh_request *req, int wait_s);
+/* The caller's numeric IP address (or "unknown") into out. */
+void bh_api_client_address(const struct bh_request *req, char *out, size_t outlen);
 
 /*
  * Replies 409 subscription_limit in the route's envelope: the caller's
@@ -204,6 +214,30 @@ int bh_identity_authenticate(struct bh_db *db, const char *token, struct bh_call
 /* Stores token as the bootstrap admin token of user "admin"; 0 or -1. */
 int bh_identity_bootstrap_admin(struct bh_db *db, const char *token) BH_MUSTCHECK;
 void bh_caller_free(struct bh_caller *caller);
+
+/*
+ * Authentication throttling (docs/DESIGN.md "Authentication throttling").
+ * bh_identity_login_allowed: before checking username's password; 0, or
+ * -1 with a 429 and Retry-After set in the route's envelope (the username
+ * or the caller's address is backing off after failures, the username is
+ * over api.login_rate_per_s, or the process over api.scrypt_per_s).
+ * bh_identity_login_result then records the outcome (a failure counts
+ * for the username and the address, a success resets the username).
+ * bh_identity_password_allowed: before hashing a new password for
+ * client_id; the same 0 / -1 and 429, per client and process-wide.
+ */
+int bh_identity_login_allowed(struct bh_request *req, const char *username) BH_MUSTCHECK;
+void bh_identity_login_result(struct bh_request *req, const char *username, bool ok);
+int bh_identity_password_allowed(struct bh_request *req, const char *client_id) BH_MUSTCHECK;
+
+/*
+ * Stores a token (its hash) for user_id unless the user's client already
+ * has api.max_tokens_per_client: 0 stored (its creation time, RFC 3339,
+ * into created_at unless NULL), 1 over the cap, -1 on a database error.
+ * Concurrent inserts for one client are serialized.
+ */
+int bh_identity_token_insert(struct bh_request *req, const char *id, const char *user_id,
+			     const char *hash, char *created_at, size_t created_len) BH_MUSTCHECK;
 
 /* Bank reference data (routes_banks.c): 1 when bank_id is registered, 0 when not, -1 on error. */
 int bh_banks_exists(struct bh_db *db, const char *bank_id) BH_MUSTCHECK;

@@ -31,6 +31,22 @@ struct bh_config {
 	int api_max_header_bytes;     /* all request headers together */
 	int api_connection_timeout_s; /* an idle connection is closed after this */
 	int api_max_connections_per_ip;
+	/* connection budget (docs/DESIGN.md "Connection budget") */
+	int api_max_connections; /* open at once (0: api.threads x 64); see max_connections_per_ip */
+	int api_header_timeout_s;  /* to receive a request's head, however it trickles */
+	int api_request_timeout_s; /* to receive its head and body */
+	/* authentication abuse (docs/DESIGN.md "Authentication throttling") */
+	int api_client_rate_limit_per_s; /* per client, over all its tokens; 0: none */
+	int api_client_rate_limit_burst;
+	int api_login_rate_per_s; /* logins per username, password sets per client */
+	int api_login_burst;
+	int api_login_free_failures;	    /* failed logins of a username before its back-off */
+	int api_login_free_failures_per_ip; /* failed logins from an address before its back-off */
+	int api_login_max_backoff_s;
+	int api_scrypt_per_s; /* password hashes and checks, process-wide */
+	int api_scrypt_burst;
+	int api_max_users_per_client;
+	int api_max_tokens_per_client;
 	/* database */
 	char *db_url;
 	char *db_migrations_dir;

@@ -16,6 +16,9 @@ struct slot {
 	bool used;
 	double tokens;
 	int64_t last_ms; /* last refill, also "last seen" for eviction */
+	int failures;	 /* consecutive, for the back-off */
+	int64_t last_fail_ms;
+	int64_t blocked_until_ms;
 };
 
 struct bh_ratelimit {
@@ -64,15 +67,29 @@ static struct slot *slot_for(struct bh_ratelimit *rl, const unsigned char *diges
 	victim->used = true;
 	victim->tokens = rl->burst;
 	victim->last_ms = -1;
+	victim->failures = 0;
+	victim->blocked_until_ms = 0;
 	return victim;
+}
+
+static struct slot *slot_for_key(struct bh_ratelimit *rl, const char *key)
+{
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)key, strlen(key), digest);
+	return slot_for(rl, digest);
+}
+
+/* Whole seconds (>= 1) for a wait of ms > 0. */
+static int wait_seconds(double ms)
+{
+	int s = (int)((ms + 999.0) / 1000.0);
+	return s < 1 ? 1 : s;
 }
 
 int bh_ratelimit_take(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
 {
-	unsigned char digest[SHA256_DIGEST_LENGTH];
-	SHA256((const unsigned char *)key, strlen(key), digest);
 	pthread_mutex_lock(&rl->lock);
-	struct slot *s = slot_for(rl, digest);
+	struct slot *s = slot_for_key(rl, key);
 	if (s->last_ms >= 0 && now_ms > s->last_ms) {
 		s->tokens += (double)(now_ms - s->last_ms) * rl->rate_per_ms;
 		if (s->tokens > rl->burst)
@@ -84,11 +101,54 @@ int bh_ratelimit_take(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
 	if (s->tokens >= 1.0) {
 		s->tokens -= 1.0;
 	} else {
-		double wait_ms = (1.0 - s->tokens) / rl->rate_per_ms;
-		wait_s = (int)((wait_ms + 999.0) / 1000.0);
-		if (wait_s < 1)
-			wait_s = 1;
+		wait_s = wait_seconds((1.0 - s->tokens) / rl->rate_per_ms);
 	}
 	pthread_mutex_unlock(&rl->lock);
 	return wait_s;
+}
+
+int bh_ratelimit_blocked(struct bh_ratelimit *rl, const char *key, int64_t now_ms)
+{
+	pthread_mutex_lock(&rl->lock);
+	struct slot *s = slot_for_key(rl, key);
+	int wait_s = 0;
+	if (s->blocked_until_ms > now_ms)
+		wait_s = wait_seconds((double)(s->blocked_until_ms - now_ms));
+	pthread_mutex_unlock(&rl->lock);
+	return wait_s;
+}
+
+int bh_ratelimit_fail(struct bh_ratelimit *rl, const char *key, int free_failures, int max_s,
+		      int64_t now_ms)
+{
+	int64_t max_ms = (int64_t)max_s * 1000;
+	pthread_mutex_lock(&rl->lock);
+	struct slot *s = slot_for_key(rl, key);
+	int wait_s = 0;
+	/* Failures a whole maximum back-off apart are not consecutive any more. */
+	if (s->failures > 0 && now_ms - s->last_fail_ms > max_ms)
+		s->failures = 0;
+	s->failures++;
+	s->last_fail_ms = now_ms;
+	if (s->failures <= free_failures)
+		goto out;
+	/* 1 s after the first failure over the allowance, doubling each time, capped */
+	int over = s->failures - free_failures - 1;
+	int64_t ms = over >= 30 ? max_ms : (int64_t)1000 << over;
+	if (ms > max_ms)
+		ms = max_ms;
+	s->blocked_until_ms = now_ms + ms;
+	wait_s = wait_seconds((double)ms);
+out:
+	pthread_mutex_unlock(&rl->lock);
+	return wait_s;
+}
+
+void bh_ratelimit_succeed(struct bh_ratelimit *rl, const char *key)
+{
+	pthread_mutex_lock(&rl->lock);
+	struct slot *s = slot_for_key(rl, key);
+	s->failures = 0;
+	s->blocked_until_ms = 0;
+	pthread_mutex_unlock(&rl->lock);
 }

@@ -70,7 +70,21 @@ static void check_defaults(const struct bh_config *cfg)
 	assert_int_equal(cfg->api_max_url_bytes, 8192);
 	assert_int_equal(cfg->api_max_header_bytes, 16384);
 	assert_int_equal(cfg->api_connection_timeout_s, 30);
-	assert_int_equal(cfg->api_max_connections_per_ip, 64);
+	assert_int_equal(cfg->api_max_connections_per_ip, 32);
+	assert_int_equal(cfg->api_max_connections, 0); /* api.threads x 64 */
+	assert_int_equal(cfg->api_header_timeout_s, 10);
+	assert_int_equal(cfg->api_request_timeout_s, 60);
+	assert_int_equal(cfg->api_client_rate_limit_per_s, 400);
+	assert_int_equal(cfg->api_client_rate_limit_burst, 800);
+	assert_int_equal(cfg->api_login_rate_per_s, 1);
+	assert_int_equal(cfg->api_login_burst, 10);
+	assert_int_equal(cfg->api_login_free_failures, 5);
+	assert_int_equal(cfg->api_login_free_failures_per_ip, 20);
+	assert_int_equal(cfg->api_login_max_backoff_s, 900);
+	assert_int_equal(cfg->api_scrypt_per_s, 16);
+	assert_int_equal(cfg->api_scrypt_burst, 16);
+	assert_int_equal(cfg->api_max_users_per_client, 1000);
+	assert_int_equal(cfg->api_max_tokens_per_client, 1000);
 	assert_string_equal(cfg->db_url, "postgresql://postgres@127.0.0.1:55432/bankhook");
 	assert_string_equal(cfg->kafka_brokers, "127.0.0.1:9092");
 	assert_string_equal(cfg->topic_events, "bankhook.events");
