@@ -55,6 +55,7 @@ enum rs {
 	RS_INVALID_HEADER,
 	RS_UNAUTHORIZED,
 	RS_CLIENT_MISMATCH,
+	RS_NOT_ENTITLED,
 	RS_INVALID_PATH,
 	RS_INVALID_QUERY,
 	RS_INVALID_BODY,
@@ -86,6 +87,7 @@ static const struct {
 	[RS_INVALID_HEADER] = {"102", 400, "Invalid header"},
 	[RS_UNAUTHORIZED] = {"103", 401, "Unauthorized"},
 	[RS_CLIENT_MISMATCH] = {"104", 401, "Client not authorized"},
+	[RS_NOT_ENTITLED] = {"106", 403, "Not entitled"},
 	[RS_INVALID_PATH] = {"201", 400, "Invalid path parameter"},
 	[RS_INVALID_QUERY] = {"202", 400, "Invalid query parameter"},
 	[RS_INVALID_BODY] = {"301", 400, "Invalid body"},
@@ -696,6 +698,26 @@ static void put_config(struct bh_request *req)
 
 	if (check_headers(req) < 0 || parse_config_req(req, &c) < 0)
 		goto out;
+	/*
+	 * INS needs a data grant of the acquirer (or this merchant): events
+	 * carry no owner, and the configuration would receive the merchant's
+	 * payments. DEL only removes, so it is not checked.
+	 */
+	if (!c.del) {
+		int granted = bh_api_grants_cover_merchant(req, c.acquirer, c.merchant);
+		if (granted < 0) {
+			bh_api_reply_db_error(req, "look up grants");
+			goto out;
+		}
+		if (granted == 0) {
+			reply_status(
+				req, RS_NOT_ENTITLED, NULL,
+				"merchant-id: no data grant of this client covers acquirer %s, "
+				"merchant %s.",
+				c.acquirer, c.merchant);
+			goto out;
+		}
+	}
 	for (int i = 0; i < CAS_TRIES; i++) {
 		free(id);
 		free(old_text);

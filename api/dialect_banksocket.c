@@ -167,6 +167,17 @@ static void create_webhook(struct bh_request *req)
 	if (authenticate(req) < 0 || parse_create(req, &title, &endpoint, &event, &account) < 0)
 		goto out;
 	bool all = strcmp(account, "all") == 0;
+	/* "all": every account the client is entitled to; matching restricts it. */
+	int granted = bh_api_grants_cover_account(req, NULL, all ? NULL : account);
+	if (granted < 0) {
+		bh_api_reply_db_error(req, "look up grants");
+		goto out;
+	}
+	if (granted == 0) {
+		bh_api_reply_error(req, 403, "forbidden",
+				   "account: no data grant of this client covers the account.");
+		goto out;
+	}
 	json_t *types = json_pack("[s]", "transaction.created");
 	json_t *options =
 		json_pack("{s:s,s:s,s:s}", "title", title, "event", event, "account", account);

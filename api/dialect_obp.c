@@ -35,6 +35,7 @@
 
 #define MSG_BANK_NOT_FOUND "OBP-30001: Bank not found. Please specify a valid value for BANK_ID."
 #define MSG_MISSING_ROLES "OBP-20006: User is missing one or more roles: "
+#define MSG_MISSING_GRANT "OBP-20006: User is missing a data grant: "
 #define MSG_BAD_JSON "OBP-10001: Incorrect json format. The Json body should be the "
 #define MSG_BAD_BOOLEAN                                                                    \
 	"OBP-10019: Invalid Boolean. Could not convert value to a boolean type. Possible " \
@@ -120,6 +121,29 @@ static int check_bank_and_role(struct bh_request *req, const char *bank_id, cons
 					 bank_id);
 		else
 			bh_api_reply_obp(req, 403, MSG_MISSING_ROLES "%s", role);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The caller's client must hold a data grant covering the webhook's bank
+ * (and account): OBP-20006's family, since a missing grant is a missing
+ * entitlement to the data. 0, or -1 with the reply set.
+ */
+static int check_grant(struct bh_request *req, const char *bank_id, const char *account_id)
+{
+	int rc = bh_api_grants_cover_account(req, bank_id, account_id);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "look up grants");
+		return -1;
+	}
+	if (rc == 0) {
+		if (account_id != NULL)
+			bh_api_reply_obp(req, 403, MSG_MISSING_GRANT "account_id %s at Bank(%s)",
+					 account_id, bank_id);
+		else
+			bh_api_reply_obp(req, 403, MSG_MISSING_GRANT "bank_id %s", bank_id);
 		return -1;
 	}
 	return 0;
@@ -293,7 +317,7 @@ static void create_account_webhook(struct bh_request *req)
 	json_t *row = NULL;
 
 	if (check_bank_and_role(req, bank_id, "CanCreateWebhook") < 0 ||
-	    parse_account_webhook(req, &w) < 0)
+	    parse_account_webhook(req, &w) < 0 || check_grant(req, bank_id, w.account_id) < 0)
 		goto out;
 	/* OnBalanceChange also fires on balance.changed; the others only on transactions. */
 	json_t *types = strcmp(w.trigger, "OnBalanceChange") == 0
@@ -544,7 +568,8 @@ static void create_notification_webhook(struct bh_request *req, const char *bank
 	const char *role = bank_id ? "CanCreateAccountNotificationWebhookAtOneBank"
 				   : "CanCreateSystemAccountNotificationWebhook";
 	if (check_bank_and_role(req, bank_id, role) < 0 ||
-	    parse_notification_webhook(req, &url, &method, &protocol) < 0)
+	    parse_notification_webhook(req, &url, &method, &protocol) < 0 ||
+	    check_grant(req, bank_id, NULL) < 0)
 		goto out;
 
 	json_t *types = json_pack("[s]", "transaction.created");

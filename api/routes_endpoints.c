@@ -200,6 +200,64 @@ static int parse_fields(struct bh_request *req, json_t *obj, bool creating, stru
 	return 0;
 }
 
+/*
+ * The filter must be covered by the caller's data grants (admin callers
+ * are not checked; no filter means "all the client is entitled to"). 0, or
+ * -1 with 403 (or 503) replied.
+ */
+static int check_grants(struct bh_request *req, const char *bank_id, const char *account_id)
+{
+	int rc = bh_api_grants_cover_account(req, bank_id, account_id);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "look up grants");
+		return -1;
+	}
+	if (rc == 0) {
+		if (account_id != NULL)
+			bh_api_reply_error(req, 403, "forbidden",
+					   "filter.account_id: no data grant of client %s covers "
+					   "account %s%s%s",
+					   req->caller.client_id, account_id,
+					   bank_id ? " at bank " : "", bank_id ? bank_id : "");
+		else
+			bh_api_reply_error(
+				req, 403, "forbidden",
+				"filter.bank_id: no data grant of client %s covers bank %s",
+				req->caller.client_id, bank_id);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * PATCH changes part of the filter: the check is on the filter the
+ * endpoint will have, the stored part completed by the patched one.
+ */
+static int check_patched_grants(struct bh_request *req, const struct bh_sub_patch *p)
+{
+	json_t *row = NULL;
+	if (req->caller.is_admin || (!p->set_bank_id && !p->set_account_id))
+		return 0;
+	int rc = bh_sub_get_json(bh_api_db(req), scope(req), bh_api_param(req, "id"), &row);
+	if (rc < 0) {
+		bh_api_reply_db_error(req, "get endpoint");
+		return -1;
+	}
+	if (rc == BH_SUB_NOT_FOUND) {
+		bh_api_reply_error(req, 404, "not_found", "id: no such endpoint");
+		return -1;
+	}
+	json_t *filter = json_object_get(row, "filter");
+	const char *bank =
+		p->set_bank_id ? p->bank_id : json_string_value(json_object_get(filter, "bank_id"));
+	const char *account = p->set_account_id
+				      ? p->account_id
+				      : json_string_value(json_object_get(filter, "account_id"));
+	rc = check_grants(req, bank, account);
+	json_decref(row);
+	return rc;
+}
+
 static void create_endpoint(struct bh_request *req)
 {
 	struct bh_sub_patch p;
@@ -216,6 +274,8 @@ static void create_endpoint(struct bh_request *req)
 			"client_id: only an admin may create endpoints for another client");
 		return;
 	}
+	if (check_grants(req, p.bank_id, p.account_id) < 0)
+		return;
 	struct bh_sub_new n = {
 		.client_id = client_id ? client_id : req->caller.client_id,
 		.kind = "native",
@@ -294,7 +354,8 @@ static void patch_endpoint(struct bh_request *req)
 	struct bh_sub_patch p;
 	json_t *row = NULL;
 	json_t *obj = bh_body_object(req, fields, true);
-	if (obj == NULL || parse_fields(req, obj, false, &p) < 0)
+	if (obj == NULL || parse_fields(req, obj, false, &p) < 0 ||
+	    check_patched_grants(req, &p) < 0)
 		return;
 	int rc = bh_sub_update(bh_api_db(req), scope(req), bh_api_param(req, "id"), &p, &row);
 	if (rc < 0) {

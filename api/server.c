@@ -50,7 +50,7 @@ struct conn_ctx {
 static const struct bh_route *const route_tables[] = {
 	bh_routes_ops,	      bh_routes_identity, bh_routes_endpoints, bh_routes_events,
 	bh_routes_deliveries, bh_routes_banks,	  bh_routes_obp,       bh_routes_banksocket,
-	bh_routes_acquirer,   bh_routes_consents, bh_routes_psd2,
+	bh_routes_acquirer,   bh_routes_consents, bh_routes_psd2,      bh_routes_grants,
 };
 
 void bh_routes_print(FILE *out)

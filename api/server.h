@@ -119,6 +119,7 @@ extern const struct bh_route bh_routes_banksocket[];
 extern const struct bh_route bh_routes_acquirer[];
 extern const struct bh_route bh_routes_consents[];
 extern const struct bh_route bh_routes_psd2[];
+extern const struct bh_route bh_routes_grants[];
 
 /*
  * Writes every registered route as "METHOD PATTERN", one a line, in match
@@ -241,5 +242,17 @@ int bh_identity_token_insert(struct bh_request *req, const char *id, const char 
 
 /* Bank reference data (routes_banks.c): 1 when bank_id is registered, 0 when not, -1 on error. */
 int bh_banks_exists(struct bh_db *db, const char *bank_id) BH_MUSTCHECK;
+
+/*
+ * Data grants at registration (routes_grants.c; the rules are
+ * bh_grant_covers_* in common/grant.h): 1 when the caller may subscribe to
+ * the filter (admin and system always; no filter means "all it is
+ * entitled to"), 0 when no grant of its client covers it (the dialect then
+ * answers 403 in its envelope, naming the field), -1 on a database error.
+ */
+int bh_api_grants_cover_account(struct bh_request *req, const char *bank_id,
+				const char *account_id) BH_MUSTCHECK;
+int bh_api_grants_cover_merchant(struct bh_request *req, const char *acquirer_id,
+				 const char *merchant_id) BH_MUSTCHECK;
 
 #endif

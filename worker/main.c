@@ -47,6 +47,7 @@
 #include "db.h"
 #include "delivery.h"
 #include "event.h"
+#include "grant.h"
 #include "handoff.h"
 #include "kafka.h"
 #include "log.h"
@@ -127,6 +128,7 @@ struct worker {
 	bool store_started;
 	struct bh_db *db;
 	struct bh_sub_set subs;
+	struct bh_grant_set grants;  /* what each client may receive, reloaded with subs */
 	const struct bh_sub **by_id; /* subs sorted by id, for job lookups */
 	bool subs_loaded;
 	/* Jobs rendered in this turn, handed back at its end. */
@@ -221,8 +223,11 @@ static const struct bh_sub *sub_find(const struct worker *w, const char *id)
 }
 
 /*
- * Reloads the enabled subscriptions when subscriptions_version moved: one
- * cheap query per batch. 0, or -1 when the database cannot answer.
+ * Reloads the enabled subscriptions and the data grants when
+ * subscriptions_version moved (a grant, consent or bank change bumps it
+ * too): one cheap query per batch. The grants are read after the version,
+ * so a change committed in between reloads again at the next check. 0, or
+ * -1 when the database cannot answer.
  */
 static int subs_refresh(struct worker *w)
 {
@@ -233,13 +238,17 @@ static int subs_refresh(struct worker *w)
 		return 0;
 	if (bh_sub_load_enabled(w->db, &w->subs) < 0)
 		return -1;
-	w->subs_loaded = true;
 	free(w->by_id);
 	w->by_id = bh_xcalloc((size_t)(w->subs.n > 0 ? w->subs.n : 1), sizeof(*w->by_id));
 	for (int i = 0; i < w->subs.n; i++)
 		w->by_id[i] = &w->subs.subs[i];
 	qsort(w->by_id, (size_t)w->subs.n, sizeof(*w->by_id), sub_ptr_cmp);
-	bh_info("loaded %d enabled subscriptions (version %lld)", w->subs.n, w->subs.version);
+	/* Without the grants of this version the next check loads both again. */
+	w->subs_loaded = bh_grant_load(w->db, NULL, &w->grants) == 0;
+	if (!w->subs_loaded)
+		return -1;
+	bh_info("loaded %d enabled subscriptions and %d grants (version %lld)", w->subs.n,
+		w->grants.n, w->subs.version);
 	return 0;
 }
 
@@ -538,7 +547,9 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 		parsed[i] = true;
 		first[nin] = nmatched;
 		for (int s = 0; s < w->subs.n; s++) {
-			if (!bh_sub_match(&w->subs.subs[s], &evs[i]))
+			/* Events carry no owner: the client must be entitled to it. */
+			if (!bh_sub_match(&w->subs.subs[s], &evs[i]) ||
+			    !bh_grant_entitled(&w->grants, w->subs.subs[s].client_id, &evs[i]))
 				continue;
 			if (nmatched == amatched) {
 				amatched = amatched ? amatched * 2 : 64;
@@ -608,6 +619,15 @@ static void job_attempt(struct worker *w, const struct bh_delivery_row *row)
 				  sizeof(err)) < 0) {
 		bh_warn_ctx(&ctx, "stored event unreadable: %s", err);
 		why = "stored event unreadable";
+	} else if (!bh_event_type_internal(ev.type) &&
+		   !bh_grant_entitled(&w->grants, sub->client_id, &ev)) {
+		/*
+		 * A retry or replay after the grant was revoked. (Internal
+		 * notifications were addressed to this subscription by the
+		 * scheduler, under the client's consent.)
+		 */
+		bh_event_free(&ev);
+		why = "not entitled: the client holds no data grant covering the event";
 	} else {
 		attempt(w, sub, &ev, row->id);
 		bh_event_free(&ev);
@@ -1043,8 +1063,8 @@ static void worker_free(struct worker *w)
 	bh_kafka_producer_free(w->producer);
 	bh_db_close(w->db);
 	bh_db_close(w->rdb);
-	if (w->subs_loaded)
-		bh_sub_set_free(&w->subs);
+	bh_sub_set_free(&w->subs); /* empty until loaded */
+	bh_grant_set_free(&w->grants);
 	free(w->by_id);
 	bh_config_free(&w->cfg);
 }

@@ -198,6 +198,10 @@ class Api:
     def create_token(self, user_id: str) -> dict:
         return self.expect("POST", "/v1/tokens", 201, json={"user_id": user_id})
 
+    def grant(self, client_id: str, **body) -> dict:
+        """A data grant (admin): bank_id [account_id] or acquirer_id [merchant_id]."""
+        return self.expect("POST", f"/v1/clients/{client_id}/grants", 201, json=body)
+
     def create_endpoint(self, url: str, **body) -> dict:
         ep = self.expect("POST", "/v1/endpoints", 201, json={"url": url, **body})
         assert ep.get("id") and ep.get("secret", "").startswith("whsec_"), ep

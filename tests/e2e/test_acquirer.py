@@ -31,7 +31,8 @@ def digits(n: int) -> str:
 
 
 class Acquirer:
-    """One acquirer client: its token, and the five headers every call needs."""
+    """One acquirer client: its token, the five headers every call needs, and
+    a data grant of its acquirer (every merchant of it; issue 12)."""
 
     def __init__(self, stack, admin):
         self.base = f"{stack.api_url}/acquirer/{VERSION}"
@@ -40,6 +41,7 @@ class Acquirer:
         user = admin.create_user(self.client_id)
         self.token = admin.create_token(user["id"])["token"]
         self.acquirer, self.merchant = digits(25), digits(10)
+        admin.grant(self.client_id, acquirer_id=self.acquirer)
 
     def headers(self, **over) -> dict[str, str]:
         h = {"Authorization": f"Bearer {self.token}", "x-ibm-client-id": self.client_id,
@@ -347,6 +349,7 @@ def test_list_by_acquirer_merchant_acceptor_terminal(stack, admin, acq):
     # another client with the same ids sees none of them, and may reuse a code
     other = Acquirer(stack, admin)
     other.acquirer, other.merchant = acq.acquirer, acq.merchant
+    admin.grant(other.client_id, acquirer_id=acq.acquirer, merchant_id=acq.merchant)
     assert other.list() == []
     other.put("m-all", ["BLIK"])
     assert [h["paymentMethods"] for h in acq.list() if
@@ -431,3 +434,35 @@ def test_each_attempt_has_a_fresh_iv(stack, admin, acq, receiver):
     first, second = (r.json() for r in receiver.got("/flaky"))
     assert first["iv"] != second["iv"]
     assert decrypt(first, KEY) == decrypt(second, KEY)
+
+
+def test_another_clients_acquirer_or_merchant_is_refused(stack, admin, acq, receiver):
+    """Issue 12: naming an acquirer (or a merchant) the client holds no
+    grant of is RJCT 106 with 403, naming the field; nothing is stored. A
+    merchant-level grant covers that merchant only."""
+    victim = Acquirer(stack, admin)
+    r = acq.call("POST", acq.config_path(acquirer=victim.acquirer, merchant=victim.merchant),
+                 json=config_body("steal", ["CARD"], url=receiver.url("/steal")))
+    body = r.json()
+    assert r.status_code == 403 and body["transactionStatus"] == "RJCT", r.text
+    assert body["returnStatus"]["statusCode"] == "106", body
+    assert body["returnStatus"]["statusDescription"].startswith("merchant-id: "), body
+    assert stack.sql("SELECT count(*) FROM subscriptions WHERE client_id ="
+                     f" '{acq.client_id}' AND options->>'acquirerId' = '{victim.acquirer}'") == "0"
+
+    shop = Acquirer(stack, admin)
+    shop.acquirer = digits(25)
+    admin.grant(shop.client_id, acquirer_id=shop.acquirer, merchant_id=shop.merchant)
+    shop.put("mine", ["CARD"], url=receiver.url("/mine"))
+    r = shop.call("PUT", shop.config_path(merchant=digits(10)),
+                  json=config_body("sibling", ["CARD"]))
+    assert r.status_code == 403 and r.json()["returnStatus"]["statusCode"] == "106", r.text
+    # the victim's payment reaches none of them; the shop's own arrives
+    theirs = payment(victim, "CARD")
+    admin.expect("POST", "/v1/events", 202, json=theirs)
+    admin.expect("POST", "/v1/events", 202, json=payment(shop, "CARD"))
+    wait_until(lambda: receiver.got("/mine"), 30, "the shop's own payment")
+    wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{theirs['id']}'")
+               == "1", 30, "the victim's payment to be stored")
+    assert stack.sql(f"SELECT count(*) FROM deliveries WHERE event_id = '{theirs['id']}'") == "0"
+    assert not receiver.got("/steal")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import Api, unique
+from conftest import Api, make_event, unique, wait_until
 
 
 def error_of(r: requests.Response) -> dict:
@@ -204,3 +204,75 @@ def test_query_argument_not_utf8_is_400_naming_it(stack, admin, path, name):
         assert err["code"] == "invalid_parameter"
         assert err["message"].startswith(name + ": "), err
     assert log.read_text(errors="replace").count("database:") == db_errors
+
+
+# ------------------------------------------------------------------ data grants (issue 12)
+
+
+def test_grant_routes_validate_and_are_admin_only(stack, admin):
+    client_id, tenant = _client_api(stack, admin)
+    base = f"/v1/clients/{client_id}/grants"
+    for body, field in (({}, "bank_id"), ({"account_id": "a"}, "bank_id"),
+                        ({"bank_id": "b", "acquirer_id": "1"}, "acquirer_id"),
+                        ({"acquirer_id": "1", "account_id": "a"}, "account_id"),
+                        ({"bank_id": "b", "merchant_id": "m"}, "merchant_id"),
+                        ({"bank_id": ""}, "bank_id"), ({"bank_id": 5}, "bank_id"),
+                        ({"bank_id": "b", "other": 1}, "other")):
+        r = admin.post(base, json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert error_of(r)["message"].startswith(field), (body, r.text)
+    assert admin.post("/v1/clients/no-such-client/grants",
+                      json={"bank_id": "b"}).status_code == 404
+    bank = admin.grant(client_id, bank_id="gb", account_id="ga")
+    acq = admin.grant(client_id, acquirer_id="123", merchant_id=None)
+    assert (bank["bank_id"], bank["account_id"], bank["acquirer_id"]) == ("gb", "ga", None)
+    assert (acq["acquirer_id"], acq["merchant_id"], acq["client_id"]) == ("123", None, client_id)
+    assert admin.post(base, json={"bank_id": "gb", "account_id": "ga"}).status_code == 409
+    page = admin.expect("GET", base, 200, params={"limit": 1})
+    assert [g["id"] for g in page["data"]] == [acq["id"]] and page["next_cursor"]
+    page = admin.expect("GET", base, 200, params={"limit": 1, "cursor": page["next_cursor"]})
+    assert [g["id"] for g in page["data"]] == [bank["id"]] and page["next_cursor"] is None
+    assert admin.expect("GET", f"{base}/{bank['id']}", 200) == bank
+    # the client itself can neither read nor change its grants
+    for method, path in (("GET", base), ("POST", base), ("GET", f"{base}/{bank['id']}"),
+                         ("DELETE", f"{base}/{bank['id']}")):
+        r = tenant.request(method, path, json={"bank_id": "x"} if method == "POST" else None)
+        assert r.status_code == 403, (method, path, r.text)
+    # a grant id of another client is not found under this one
+    other_id, _ = _client_api(stack, admin)
+    assert admin.get(f"/v1/clients/{other_id}/grants/{bank['id']}").status_code == 404
+    assert admin.request("DELETE", f"{base}/{bank['id']}").status_code == 204
+    assert admin.get(f"{base}/{bank['id']}").status_code == 404
+    assert admin.request("DELETE", f"{base}/{bank['id']}").status_code == 404
+
+
+def test_endpoint_filter_needs_a_grant_and_no_filter_gets_only_granted(stack, admin, receiver):
+    """A plain client's endpoint without filter receives its granted bank's
+    events, not another tenant's; a filter no grant covers is 403 naming the
+    field, at creation and by PATCH."""
+    client_id, tenant = _client_api(stack, admin)
+    mine, theirs = unique("g-bank"), unique("g-bank")
+    admin.grant(client_id, bank_id=mine)
+    for filt, field in (({"bank_id": theirs}, "filter.bank_id"),
+                        ({"bank_id": theirs, "account_id": "a1"}, "filter.account_id")):
+        r = tenant.post("/v1/endpoints", json={"url": receiver.url("/x"), "filter": filt})
+        assert r.status_code == 403, r.text
+        assert error_of(r)["message"].startswith(field + ":"), r.text
+    ep = tenant.create_endpoint(receiver.url("/all"))
+    r = tenant.request("PATCH", f"/v1/endpoints/{ep['id']}", json={"filter": {"bank_id": theirs}})
+    assert r.status_code == 403 and error_of(r)["message"].startswith("filter.bank_id:"), r.text
+    assert tenant.request("PATCH", f"/v1/endpoints/{ep['id']}",
+                          json={"filter": {"account_id": "a1"}}).status_code == 200
+    assert tenant.request("PATCH", f"/v1/endpoints/{ep['id']}",
+                          json={"filter": {"account_id": None}}).status_code == 200
+    try:
+        foreign = admin.expect("POST", "/v1/events", 202, json=make_event(theirs, "acc-1"))["id"]
+        own = admin.expect("POST", "/v1/events", 202, json=make_event(mine, "acc-2"))["id"]
+        wait_until(lambda: own in receiver.event_ids("/all"), 30, "the granted event")
+        wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{foreign}'")
+                   == "1", 30, "the foreign event to be stored")
+        assert receiver.event_ids("/all") == {own}
+        assert stack.sql(f"SELECT count(*) FROM deliveries WHERE event_id = '{foreign}'"
+                         f" AND client_id = '{client_id}'") == "0"
+    finally:
+        admin.request("DELETE", f"/v1/endpoints/{ep['id']}")

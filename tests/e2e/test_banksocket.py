@@ -26,7 +26,8 @@ FORM_FIELDS = {"dc", "code", "amount", "balance", "currency", "description", "ac
 
 
 class Banksocket:
-    """One Banksocket customer: a client, a user and its token."""
+    """One Banksocket customer: a client, a user and its token, and a data
+    grant of its own bank (the bank of the events it should receive)."""
 
     def __init__(self, stack, admin):
         self.base = stack.api_url + BASE
@@ -35,6 +36,8 @@ class Banksocket:
         self.client_id, self.api_secret = client["id"], client["api_secret"]
         user = admin.create_user(self.client_id)
         self.token = admin.create_token(user["id"])["token"]
+        self.bank = unique("bs-bank")
+        admin.grant(self.client_id, bank_id=self.bank)
 
     def call(self, method: str, path: str, auth: str | None = "Authentication",
              **kw) -> requests.Response:
@@ -159,7 +162,7 @@ def test_authentication_and_validation_errors(stack, customer, receiver):
 
 def test_credit_fires_by_direction_and_account_and_hash_verifies(stack, admin, customer,
                                                                  receiver):
-    bank = unique("bank")
+    bank = customer.bank
     account, other_account = str(uuid.uuid4()), str(uuid.uuid4())
     hooks = {
         "credit": customer.create(receiver.url("/credit"), "NEW_CREDIT"),
@@ -218,7 +221,7 @@ def test_failed_attempts_are_retried(stack, admin, customer, receiver):
     account = str(uuid.uuid4())
     customer.create(receiver.url("/flaky"), "NEW_TRANSACTION", account=account)
     receiver.plan("/flaky", [500, 200])
-    post_event(admin, make_event(unique("bank"), account))
+    post_event(admin, make_event(customer.bank, account))
     wait_until(lambda: len(receiver.got("/flaky")) == 2, DELIVERY_TIMEOUT, "the retry")
     first, second = receiver.got("/flaky")
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
@@ -227,7 +230,7 @@ def test_failed_attempts_are_retried(stack, admin, customer, receiver):
 
 
 def test_deleting_stops_deliveries(stack, admin, customer, receiver):
-    bank, account = unique("bank"), str(uuid.uuid4())
+    bank, account = customer.bank, str(uuid.uuid4())
     gone = customer.create(receiver.url("/gone"), "NEW_TRANSACTION", account=account)
     kept = customer.create(receiver.url("/kept"), "NEW_TRANSACTION", account=account)
     post_event(admin, make_event(bank, account))
@@ -241,3 +244,30 @@ def test_deleting_stops_deliveries(stack, admin, customer, receiver):
     assert len(receiver.got("/gone")) == 1
     assert [h["id"] for h in customer.expect("GET", "/webhooks", 200)["webhooks"]] == \
         [kept["id"]]
+
+
+def test_all_receives_only_what_the_client_is_granted(stack, admin, customer, receiver):
+    """"account": "all" is all the client is entitled to (issue 12): a
+    transaction at a bank another client holds never reaches it."""
+    customer.create(receiver.url("/all"), "NEW_TRANSACTION")
+    foreign_bank = unique("bs-foreign")
+    theirs = post_event(admin, make_event(foreign_bank, str(uuid.uuid4())))
+    ours = post_event(admin, make_event(customer.bank, str(uuid.uuid4())))
+    wait_until(lambda: receiver.got("/all"), DELIVERY_TIMEOUT, "the granted transaction")
+    # both were stored by then or soon; the foreign one has no delivery to this client
+    wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{theirs}'") == "1",
+               DELIVERY_TIMEOUT, "the foreign event to be stored")
+    assert stack.sql("SELECT count(*) FROM deliveries WHERE event_id IN"
+                     f" ('{theirs}', '{ours}') AND client_id = '{customer.client_id}'") == "1"
+    assert len(receiver.got("/all")) == 1
+    assert stack.sql(f"SELECT event_id FROM deliveries WHERE client_id = '{customer.client_id}'"
+                     ) == ours
+    # a client without any grant cannot name an account at all
+    bare = Banksocket.__new__(Banksocket)
+    bare.base, bare.api_url = customer.base, customer.api_url
+    client = admin.create_client()
+    bare.client_id = client["id"]
+    bare.token = admin.create_token(admin.create_user(bare.client_id)["id"])["token"]
+    bs_error(bare.call("POST", "/webhooks", json={
+        "title": "t", "endpoint": receiver.url("/x"), "event": "NEW_CREDIT",
+        "account": "4242"}), 403, "account")

@@ -21,12 +21,19 @@ Case kinds:
               the answer carries none of B's identifiers.
 
 Adding a route: add one entry to CASES (usually one line with a helper).
+
+Beyond the API, delivery is checked too (issue 12): A's subscriptions that
+ask for everything in every dialect (a native endpoint without filter, a
+Banksocket webhook on "all", an OBP system-level notification webhook, and
+rows naming B's account and merchant as they could have been stored before
+grants existed) receive none of B's events, while B's own arrive.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -131,6 +138,7 @@ class World:
                         " ON d.id = a.delivery_id JOIN subscriptions s"
                         f" ON s.id = d.subscription_id WHERE s.client_id = '{c}'",
             "consents": f"SELECT row_to_json(x)::text FROM consents x WHERE client_id = '{c}'",
+            "grants": f"SELECT row_to_json(x)::text FROM grants x WHERE client_id = '{c}'",
             "psd2_settings": f"SELECT row_to_json(x)::text FROM psd2_settings x"
                              f" WHERE client_id = '{c}'",
             "psd2_tasks": f"SELECT row_to_json(x)::text FROM psd2_tasks x WHERE client_id = '{c}'",
@@ -155,6 +163,9 @@ def world(stack, admin):
     a = Tenant(stack, admin, bank)
     account = str(uuid.uuid4())
     ids: dict = {}
+    # B's data: its bank and its acquirer's merchant (A holds no grant at all)
+    ids["grant"] = admin.grant(b.client_id, bank_id=bank)["id"]
+    admin.grant(b.client_id, acquirer_id=b.acquirer_id, merchant_id=b.merchant_id)
 
     ep = b.native("POST", "/v1/endpoints", json={"url": rx.url("/b-native"),
                                                  "filter": {"bank_id": bank}})
@@ -325,13 +336,12 @@ def obp_cases(v: str) -> dict[str, Case]:
                            "consumer_key=iso"})
         assert r.status_code == 401, r.text
 
-    def create_account(w: World) -> list[str]:
-        r = w.a.obp("POST", v, f"/banks/{w.bank}/account-web-hooks", json={
+    def create_account(w: World) -> None:
+        # A holds the role at B's bank but no data grant: B's account is refused
+        obp_refused(w.a.obp("POST", v, f"/banks/{w.bank}/account-web-hooks", json={
             "account_id": w.b_account, "trigger_name": "OnBalanceChange",
             "url": "http://127.0.0.1:9/a", "http_method": "POST",
-            "http_protocol": "HTTP/1.1", "is_active": "false"})
-        assert r.status_code == 201, r.text
-        return [r.json()["account_webhook_id"]]
+            "http_protocol": "HTTP/1.1", "is_active": "false"}), (403,))
 
     def update_account(w: World) -> None:
         obp_refused(w.a.obp("PUT", v, f"/banks/{w.bank}/account-web-hooks", json={
@@ -343,12 +353,10 @@ def obp_cases(v: str) -> dict[str, Case]:
                               params={"account_id": w.b_account,
                                       "user_id": w.b.user_id}))
 
-    def create_bank_notification(w: World) -> list[str]:
-        r = w.a.obp("POST", v, f"/banks/{w.bank}/{NOTIFY}", json={
+    def create_bank_notification(w: World) -> None:
+        obp_refused(w.a.obp("POST", v, f"/banks/{w.bank}/{NOTIFY}", json={
             "url": "http://127.0.0.1:9/a", "http_method": "POST",
-            "http_protocol": "HTTP/1.1"})
-        assert r.status_code == 201, r.text
-        return [r.json()["webhook_id"]]
+            "http_protocol": "HTTP/1.1"}), (403,))
 
     def create_system_notification(w: World) -> None:
         # system level needs a system-wide role, which neither tenant holds
@@ -359,13 +367,10 @@ def obp_cases(v: str) -> dict[str, Case]:
     return {
         f"POST {p}/my/logins/direct": public(
             "login: takes a username and password, answers only their owner's token", login),
-        f"POST {p}/banks/{{bank_id}}/account-web-hooks": own(
-            create_account, "the body names a bank and account, which are not B's: the "
-                            "webhook is A's"),
+        f"POST {p}/banks/{{bank_id}}/account-web-hooks": attack(create_account),
         f"PUT {p}/banks/{{bank_id}}/account-web-hooks": attack(update_account),
         f"GET {p}/management/banks/{{bank_id}}/account-web-hooks": listing(list_account),
-        f"POST {p}/banks/{{bank_id}}/{NOTIFY}": own(
-            create_bank_notification, "names only the bank: the webhook is A's"),
+        f"POST {p}/banks/{{bank_id}}/{NOTIFY}": attack(create_bank_notification),
         f"POST {p}/{NOTIFY}": attack(create_system_notification),
     }
 
@@ -373,8 +378,14 @@ def obp_cases(v: str) -> dict[str, Case]:
 # -- Banksocket
 
 def bs_create(w: World) -> list[str]:
+    # B's account (at the bank only B holds a grant of) is refused
     r = w.a.banksocket("POST", "/webhooks", json={"title": "a", "endpoint": "http://127.0.0.1:9/a",
-                                                  "event": "NEW_CREDIT", "account": "4242"})
+                                                  "event": "NEW_CREDIT", "account": w.b_account})
+    assert r.status_code == 403 and r.json()["status"] == "error", r.text
+    assert "account" in r.json()["message"], r.text
+    # "all" is A's own entitlement (nothing of B's, see the delivery test)
+    r = w.a.banksocket("POST", "/webhooks", json={"title": "a", "endpoint": "http://127.0.0.1:9/a",
+                                                  "event": "NEW_CREDIT", "account": "all"})
     assert r.status_code == 200, r.text
     seq = r.json()["webhook"]["id"]
     return [w.stack.sql(f"SELECT id FROM subscriptions WHERE seq = {int(seq)}")]
@@ -401,6 +412,9 @@ def acq_config_case(method: str):
                                      json=acq_config(code, op)), 401, "104")
         # as itself, A cannot delete B's configuration: it has no such code
         acq_refused(w.a.acquirer(method, path, json=acq_config(code, "DEL")), 404, "401")
+        # nor configure B's merchant under a code of its own: no data grant covers it
+        acq_refused(w.a.acquirer(method, path, json=acq_config(unique("acode")[:30], "INS")),
+                    403, "106")
     return attack(run)
 
 
@@ -488,11 +502,21 @@ CASES: dict[str, Case] = {
         w.a.native("GET", f"/tpp/v1/refresh/{w.ids['task']}"), (404,))),
     "GET /openapi.yaml": public("the API description, the same for everyone",
                                 public_probe("/openapi.yaml")),
+    "POST /v1/clients/{id}/grants": attack(lambda w: [native_refused(
+        w.a.native("POST", f"/v1/clients/{c}/grants", json={"bank_id": w.bank}), (403,))
+        for c in (w.b.client_id, w.a.client_id)]),
+    "GET /v1/clients/{id}/grants": attack(lambda w: native_refused(
+        w.a.native("GET", f"/v1/clients/{w.b.client_id}/grants"), (403,))),
+    "GET /v1/clients/{id}/grants/{grant_id}": attack(lambda w: native_refused(
+        w.a.native("GET", f"/v1/clients/{w.b.client_id}/grants/{w.ids['grant']}"), (403,))),
+    "DELETE /v1/clients/{id}/grants/{grant_id}": attack(lambda w: native_refused(
+        w.a.native("DELETE", f"/v1/clients/{w.b.client_id}/grants/{w.ids['grant']}"),
+        (403,))),
     "PUT /v1/banks/{bank_id}": attack(lambda w: native_refused(
         w.a.native("PUT", f"/v1/banks/{w.bank}", json={"name": "taken"}), (403,))),
     **{k: c for v in OBP_VERSIONS for k, c in obp_cases(v).items()},
-    "POST /banksocket/v1/webhooks": own(bs_create, "the body names an endpoint and an "
-                                                   "account number, nothing of B's"),
+    "POST /banksocket/v1/webhooks": own(bs_create, "B's account is refused (no grant); "
+                                                   "\"all\" is A's own entitlement"),
     "GET /banksocket/v1/webhooks": listing(bs_list),
     "DELETE /banksocket/v1/webhooks/{id}": attack(lambda w: bs_refused(
         w.a.banksocket("DELETE", f"/webhooks/{w.ids['banksocket_webhook']}"))),
@@ -571,3 +595,155 @@ def test_a_missing_case_is_named(monkeypatch):
         me.test_every_route_has_a_case()
     assert f"route without an isolation case: {routes[-1]}" in str(err.value)
     assert "isolation case for a route that no longer exists: GET /v1/gone" in str(err.value)
+
+
+# ------------------------------------------------------------------ delivery (issue 12)
+
+
+def payment_event(acquirer: str, merchant: str) -> dict:
+    return {"id": unique("iso-pay"), "type": "payment.updated",
+            "occurred_at": "2026-11-25T10:15:00Z",
+            "data": {"acquirer_id": acquirer, "merchant_id": merchant, "acceptor_id": "11",
+                     "terminal_id": "22", "payment_id": unique("pay"),
+                     "payment_method": "CARD", "status": "SETTLED", "amount": "12.34",
+                     "currency": "PLN"}}
+
+
+def a_deliveries_of(w: World, event_ids: list[str]) -> str:
+    quoted = ",".join(f"'{e}'" for e in event_ids)
+    return w.stack.sql("SELECT count(*) FROM deliveries d JOIN subscriptions s"
+                       " ON s.id = d.subscription_id"
+                       f" WHERE s.client_id = '{w.a.client_id}' AND d.event_id IN ({quoted})")
+
+
+def test_no_dialect_delivers_b_events_to_a(world):
+    """A asks for everything in every dialect it can; B's transaction and
+    payment reach B's subscriptions and none of A's, while A's own events
+    reach each of A's. Also rows naming B's account and merchant directly
+    (as stored before grants existed) receive nothing: the worker checks the
+    grant at matching, not only the API at registration."""
+    w, a, rx = world, world.a, Receiver()
+    a_bank, a_account, a_merchant = unique("iso-a-bank"), str(uuid.uuid4()), "6" * 10
+    w.admin.expect("PUT", f"/v1/banks/{a_bank}", 201, json={"name": "IsoA", "code": "IA"})
+    w.admin.grant(a.client_id, bank_id=a_bank)
+    w.admin.grant(a.client_id, acquirer_id=a.acquirer_id, merchant_id=a_merchant)
+    w.admin.expect("POST", f"/v1/users/{a.user_id}/entitlements", 201,
+                   json={"role": "CanCreateWebhook", "bank_id": a_bank})
+    w.admin.expect("POST", f"/v1/users/{a.user_id}/entitlements", 201,
+                   json={"role": "CanCreateSystemAccountNotificationWebhook", "bank_id": ""})
+    created: list[str] = []
+    try:
+        r = a.native("POST", "/v1/endpoints", json={"url": rx.url("/a-native")})
+        assert r.status_code == 201, r.text
+        created.append(r.json()["id"])
+        r = a.banksocket("POST", "/webhooks", json={"title": "a", "endpoint": rx.url("/a-bs"),
+                                                    "event": "NEW_TRANSACTION",
+                                                    "account": "all"})
+        assert r.status_code == 200, r.text
+        created.append(w.stack.sql("SELECT id FROM subscriptions"
+                                   f" WHERE seq = {int(r.json()['webhook']['id'])}"))
+        r = a.obp("POST", "v4.0.0", f"/{NOTIFY}", json={
+            "url": rx.url("/a-obp-system"), "http_method": "POST", "http_protocol": "HTTP/1.1"})
+        assert r.status_code == 201, r.text
+        created.append(r.json()["webhook_id"])
+        for path in ("/a-obp-own", "/a-obp-legacy"):
+            r = a.obp("POST", "v4.0.0", f"/banks/{a_bank}/account-web-hooks", json={
+                "account_id": a_account, "trigger_name": "OnBalanceChange",
+                "url": rx.url(path), "http_method": "POST", "http_protocol": "HTTP/1.1",
+                "is_active": "true"})
+            assert r.status_code == 201, r.text
+            created.append(r.json()["account_webhook_id"])
+        legacy_obp = created[-1]
+        acq_path = ACQ_CONFIG.format(acquirer=a.acquirer_id, merchant=a_merchant)
+        codes = {}
+        for path in ("/a-acq-own", "/a-acq-legacy"):
+            codes[path] = unique("acode")[:30]
+            r = a.acquirer("POST", acq_path, json=acq_config(codes[path], "INS", rx.url(path)))
+            assert r.json()["transactionStatus"] == "ACTC", r.text
+        legacy_acq = w.stack.sql("SELECT id FROM subscriptions WHERE client_id ="
+                                 f" '{a.client_id}' AND options->>'notificationConfigurationCode'"
+                                 f" = '{codes['/a-acq-legacy']}'")
+        created.append(legacy_acq)
+        created.append(w.stack.sql("SELECT id FROM subscriptions WHERE client_id ="
+                                   f" '{a.client_id}' AND options->>'notificationConfigurationCode'"
+                                   f" = '{codes['/a-acq-own']}'"))
+        # the rows as they could have been stored before grants: B's account and merchant
+        w.stack.sql(f"UPDATE subscriptions SET bank_id = '{w.bank}', account_id ="
+                    f" '{w.b_account}' WHERE id = '{legacy_obp}'")
+        w.stack.sql("UPDATE subscriptions SET options = jsonb_set(options, '{merchantId}',"
+                    f" '\"{w.b.merchant_id}\"') WHERE id = '{legacy_acq}'")
+
+        before_b = len(rx.got())  # nothing of B's goes to this receiver anyway
+        assert before_b == 0
+        b_tx, b_pay = unique("iso-b-tx"), payment_event(w.b.acquirer_id, w.b.merchant_id)
+        a_tx, a_pay = unique("iso-a-tx"), payment_event(a.acquirer_id, a_merchant)
+        w.admin.expect("POST", "/v1/events", 202, json=make_event(w.bank, w.b_account,
+                                                                  event_id=b_tx))
+        w.admin.expect("POST", "/v1/events", 202, json=b_pay)
+        w.admin.expect("POST", "/v1/events", 202, json=make_event(a_bank, a_account,
+                                                                  event_id=a_tx))
+        w.admin.expect("POST", "/v1/events", 202, json=a_pay)
+        # B's own subscriptions get B's transaction (B's endpoint has a bank filter)
+        wait_until(lambda: w.stack.sql(
+            "SELECT count(*) FROM deliveries WHERE event_id ="
+            f" '{b_tx}' AND client_id = '{w.b.client_id}'") != "0", 60, "B's delivery")
+        wait_until(lambda: w.stack.sql(
+            "SELECT count(*) FROM deliveries WHERE event_id ="
+            f" '{b_pay['id']}' AND client_id = '{w.b.client_id}'") != "0", 60,
+            "B's payment delivery")
+        # each of A's (live) subscriptions gets A's own events
+        wants = {"/a-native": 2, "/a-bs": 1, "/a-obp-system": 1, "/a-obp-own": 1,
+                 "/a-acq-own": 1}
+        wait_until(lambda: all(len(rx.got(p)) >= n for p, n in wants.items()), 60,
+                   "A's own events at each of A's subscriptions")
+        assert rx.event_ids("/a-native") == {a_tx, a_pay["id"]}
+        assert a_deliveries_of(w, [b_tx, b_pay["id"]]) == "0"
+        for p, n in wants.items():
+            assert len(rx.got(p)) == n, (p, len(rx.got(p)))
+        assert rx.got("/a-obp-legacy") == [] and rx.got("/a-acq-legacy") == []
+        for req in rx.got():
+            assert w.b_account.encode() not in req.body, (req.path, req.body[:300])
+    finally:
+        for sub_id in created:
+            w.admin.request("DELETE", f"/v1/endpoints/{sub_id}")
+        rx.close()
+
+
+def test_revoking_a_grant_stops_deliveries_within_a_second(world):
+    """B's grant revoked: B's next event reaches none of B's subscriptions
+    (the worker reloaded within the second, as for a subscription change);
+    granted again, the next one arrives."""
+    w, rx = world, Receiver()
+    ep = w.b.native("POST", "/v1/endpoints", json={"url": rx.url("/b-revoke"),
+                                                   "filter": {"bank_id": w.bank}})
+    assert ep.status_code == 201, ep.text
+    try:
+        first = unique("iso-rv")
+        w.admin.expect("POST", "/v1/events", 202,
+                       json=make_event(w.bank, w.b_account, event_id=first))
+        wait_until(lambda: first in rx.event_ids("/b-revoke"), 60, "the granted event")
+        w.admin.expect("DELETE", f"/v1/clients/{w.b.client_id}/grants/{w.ids['grant']}", 204)
+        time.sleep(1.5)
+        revoked = unique("iso-rv")
+        w.admin.expect("POST", "/v1/events", 202,
+                       json=make_event(w.bank, w.b_account, event_id=revoked))
+        # stored (so the worker saw it), with no delivery to B
+        wait_until(lambda: w.stack.sql(f"SELECT count(*) FROM events WHERE id = '{revoked}'")
+                   == "1", 60, "the event after the revocation to be stored")
+        assert w.stack.sql(f"SELECT count(*) FROM deliveries WHERE event_id = '{revoked}'"
+                           f" AND client_id = '{w.b.client_id}'") == "0"
+        # a subscription whose filter only the revoked grant covered is now refused
+        # (B's consent still grants one other account at the bank)
+        r = w.b.native("POST", "/v1/endpoints", json={"url": rx.url("/x"), "filter": {
+            "bank_id": w.bank, "account_id": w.b_account}})
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["message"].startswith("filter.account_id:"), r.text
+    finally:
+        w.ids["grant"] = w.admin.grant(w.b.client_id, bank_id=w.bank)["id"]
+        again = unique("iso-rv")
+        w.admin.expect("POST", "/v1/events", 202,
+                       json=make_event(w.bank, w.b_account, event_id=again))
+        wait_until(lambda: again in rx.event_ids("/b-revoke"), 60, "the event after re-grant")
+        assert revoked not in rx.event_ids("/b-revoke")
+        w.admin.request("DELETE", f"/v1/endpoints/{ep.json()['id']}")
+        rx.close()

@@ -90,6 +90,13 @@ class Caller:
         for role, bank in obp_roles:
             admin.expect("POST", f"/v1/users/{self.user_id}/entitlements", 201,
                          json={"role": role, "bank_id": bank})
+        # data grants (issue 12) of what the calls below name: the role's banks
+        # and the acquirer merchant of create_in
+        for bank in {bank for _, bank in obp_roles if bank}:
+            admin.expect("POST", f"/v1/clients/{self.client_id}/grants", 201,
+                         json={"bank_id": bank})
+        admin.expect("POST", f"/v1/clients/{self.client_id}/grants", 201,
+                     json={"acquirer_id": "1" * 25, "merchant_id": "2" * 10})
         self.token = admin.create_token(self.user_id)["token"]
 
     def obp_login(self) -> str:

@@ -41,7 +41,8 @@ ACCOUNT_FIELDS = {"account_webhook_id", "bank_id", "account_id", "trigger_name",
 
 class Obp:
     """One OBP user: created through the native API with a password, its
-    entitlements granted by the admin, logged in with DirectLogin."""
+    entitlements granted by the admin, logged in with DirectLogin. Its
+    client holds a data grant of every bank it has a role at (issue 12)."""
 
     def __init__(self, stack, admin, roles: list[tuple[str, str]], client_id: str | None = None):
         self.base = stack.api_url
@@ -54,6 +55,10 @@ class Obp:
         for role, bank in roles:
             admin.expect("POST", f"/v1/users/{self.user_id}/entitlements", 201,
                          json={"role": role, "bank_id": bank})
+        for bank in {bank for _, bank in roles if bank}:
+            r = admin.request("POST", f"/v1/clients/{self.client_id}/grants",
+                              json={"bank_id": bank})
+            assert r.status_code in (201, 409), r.text  # 409: the client's already
         r = requests.post(f"{self.base}/obp/v4.0.0/my/logins/direct", timeout=15, headers={
             "DirectLogin": f"username={self.username}, password={self.password}, "
                            "consumer_key=test-consumer"})
@@ -561,3 +566,32 @@ def test_roles_at_bank_a_do_not_reach_bank_b(stack, admin):
     # Bank-level roles are not system-level ones.
     obp_error(user.call("POST", SYSTEM_PATH, json=notification_body("http://127.0.0.1:1/x")),
               403, MISSING_ROLES + "CanCreateSystemAccountNotificationWebhook")
+
+
+def test_system_webhook_of_a_plain_client_gets_only_its_granted_banks(stack, admin, receiver,
+                                                                    cleanup):
+    """A system-level notification webhook fires "for every bank" only
+    within what its client is granted (issue 12); and holding a role at a
+    bank without a data grant of it does not let an account webhook be
+    created there (403 OBP-20006)."""
+    bank, foreign_bank = new_bank(admin), new_bank(admin)
+    user = Obp(stack, admin, [("CanCreateWebhook", bank),
+                              ("CanCreateSystemAccountNotificationWebhook", "")])
+    cleanup.append(user.expect("POST", SYSTEM_PATH, 201,
+                               json=notification_body(receiver.url("/system")))["webhook_id"])
+    theirs = make_event(foreign_bank, str(uuid.uuid4()), event_id=unique("evt"))
+    ours = make_event(bank, str(uuid.uuid4()), event_id=unique("evt"))
+    produce(stack, theirs)
+    produce(stack, ours)
+    wait_until(lambda: receiver.got("/system"), 30, "the granted bank's transaction")
+    wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{theirs['id']}'")
+               == "1", 30, "the foreign event to be stored")
+    assert stack.sql(f"SELECT event_id FROM deliveries WHERE client_id = '{user.client_id}'") \
+        == ours["id"]
+    assert len(receiver.got("/system")) == 1
+
+    admin.expect("POST", f"/v1/users/{user.user_id}/entitlements", 201,
+                 json={"role": "CanCreateWebhook", "bank_id": foreign_bank})
+    msg = obp_error(user.call("POST", f"/banks/{foreign_bank}/account-web-hooks",
+                              json=account_body(receiver.url("/x"), theirs["account_id"])), 403)
+    assert msg.startswith("OBP-20006: ") and "account_id" in msg, msg

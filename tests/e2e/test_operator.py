@@ -219,8 +219,9 @@ def test_replay_of_unknown_endpoint_is_404(admin):
 
 
 def test_event_with_deliveries_and_client_isolation(stack, admin, receiver, scope):
-    _, alice = client_api(stack, admin)
+    alice_id, alice = client_api(stack, admin)
     _, bob = client_api(stack, admin)
+    admin.grant(alice_id, bank_id=scope["bank_id"])  # alice's data (issue 12)
     ep_a = alice.create_endpoint(receiver.url("/alice"), filter={"bank_id": scope["bank_id"]})
     ep_sys = admin.create_endpoint(receiver.url("/system"), filter={"bank_id": scope["bank_id"]})
     ev = post_event(admin, scope)
@@ -297,7 +298,10 @@ def test_delivery_filters_and_cursor_pagination(stack, admin, receiver, scope):
 
 def test_endpoint_list_cursor_pagination(stack, admin):
     client_id, tenant = client_api(stack, admin)
-    made = {idle_endpoint(tenant, f"https://example.com/{i}")["id"] for i in range(5)}
+    idle = unique("idle")
+    admin.grant(client_id, bank_id=idle)  # a filter needs a grant (issue 12)
+    made = {idle_endpoint(tenant, f"https://example.com/{i}", filter={"bank_id": idle})["id"]
+            for i in range(5)}
     seen, cursor = [], None
     for _ in range(10):
         q = {"limit": 2, **({"cursor": cursor} if cursor else {})}

@@ -610,3 +610,37 @@ def test_two_schedulers_one_leads_and_the_standby_takes_over(stack, admin, recei
         stack.stop("scheduler2")
         wait_until(lambda: stack.metrics("scheduler")["bankhook_scheduler_leader"] == 1, 60,
                    "scheduler to lead again")
+
+
+def test_consent_grants_its_accounts_in_every_dialect(stack, admin, receiver):
+    """Issue 12: a client's consent is a data grant of its accounts. A
+    native endpoint without filter of a client holding only a consent gets
+    the consented account's transactions and no other account's; narrowing
+    the consent stops them within a second (consent changes move the
+    version the workers reload on)."""
+    client_id, api = tpp(stack, admin)
+    code = "C" + uuid.uuid4().hex[:5].upper()
+    bank_id = bank(admin, code)
+    covered, other = str(uuid.uuid4()), str(uuid.uuid4())
+    cid = consent(admin, client_id, [(covered, code)])
+    r = api.post("/v1/endpoints", json={"url": receiver.url("/consented"),
+                                        "filter": {"bank_id": bank_id, "account_id": other}})
+    assert r.status_code == 403, r.text  # the consent does not cover that account
+    ep = api.create_endpoint(receiver.url("/consented"))
+    try:
+        mine = admin.expect("POST", "/v1/events", 202, json=make_event(bank_id, covered))["id"]
+        theirs = admin.expect("POST", "/v1/events", 202, json=make_event(bank_id, other))["id"]
+        wait_until(lambda: mine in receiver.event_ids("/consented"), 30, "the consented account")
+        wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{theirs}'")
+                   == "1", 30, "the other account's event to be stored")
+        assert receiver.event_ids("/consented") == {mine}
+        admin.expect("PUT", f"/v1/consents/{cid}", 200, json={"client_id": client_id,
+                                                              "accounts": []})
+        time.sleep(1.5)
+        after = admin.expect("POST", "/v1/events", 202, json=make_event(bank_id, covered))["id"]
+        wait_until(lambda: stack.sql(f"SELECT count(*) FROM events WHERE id = '{after}'")
+                   == "1", 30, "the event after the consent narrowed")
+        assert stack.sql(f"SELECT count(*) FROM deliveries WHERE event_id = '{after}'"
+                         f" AND client_id = '{client_id}'") == "0"
+    finally:
+        admin.request("DELETE", f"/v1/endpoints/{ep['id']}")

@@ -20,6 +20,13 @@ answered 2xx), duplicates (a webhook-id answered 2xx more than once: at
 least once allows them, they are reported), lost (expected, never answered
 2xx: must be 0), peak RSS per process, and the sanitizer and error lines
 of the logs. Exits 1 when anything is lost or a sanitizer reported.
+
+Cross-tenant (issue 12): every group's client holds a data grant of what
+it subscribes to, and one more client, the intruder, subscribes to
+everything it can (a native endpoint without filter, a Banksocket webhook
+on "all") while holding a grant of a bank no event names. It must receive
+nothing: its deliveries are reported as "cross-tenant" and any one fails
+the soak.
 """
 
 from __future__ import annotations
@@ -200,7 +207,8 @@ class Tenants:
 
         # native: three endpoints on bank_n
         self.bank_n = f"soak-n-{run}"
-        _, _, tok = tenant()
+        cid, _, tok = tenant()
+        admin("POST", f"/v1/clients/{cid}/grants", 201, json={"bank_id": self.bank_n})
         h = {"Authorization": f"Bearer {tok}"}
         for b in ("ok", "flaky", "slow"):
             r = requests.post(base + "/v1/endpoints", headers=h, timeout=30, json={
@@ -211,7 +219,9 @@ class Tenants:
         self.bank_o, self.acct_o = f"soak-o-{run}", str(uuid.uuid4())
         admin("PUT", f"/v1/banks/{self.bank_o}", 201, json={"name": "Soak", "code": "SK"})
         pw = "pw-" + uuid.uuid4().hex
-        _, u, _ = tenant(password=pw, roles=[("CanCreateWebhook", self.bank_o)])
+        cid, u, _ = tenant(password=pw, roles=[("CanCreateWebhook", self.bank_o)])
+        admin("POST", f"/v1/clients/{cid}/grants", 201,
+              json={"bank_id": self.bank_o, "account_id": self.acct_o})
         r = requests.post(base + "/obp/v4.0.0/my/logins/direct", timeout=30, headers={
             "DirectLogin": f"username={u['username']}, password={pw}, consumer_key=soak"})
         assert r.status_code == 201, r.text
@@ -227,7 +237,9 @@ class Tenants:
 
         # Banksocket: webhooks on account acct_b
         self.acct_b = str(random.randint(10 ** 8, 10 ** 9 - 1))
-        _, _, tok = tenant()
+        cid, _, tok = tenant()
+        admin("POST", f"/v1/clients/{cid}/grants", 201,
+              json={"bank_id": "soak-bank", "account_id": self.acct_b})
         for b, ev in (("ok", "NEW_TRANSACTION"), ("slow", "NEW_CREDIT"),
                       ("flaky", "NEW_DEBIT")):
             r = requests.post(base + "/banksocket/v1/webhooks", timeout=30,
@@ -240,6 +252,8 @@ class Tenants:
         cid, _, tok = tenant()
         self.acquirer = str(random.randint(10 ** 24, 10 ** 25 - 1))
         self.merchant = str(random.randint(10 ** 9, 10 ** 10 - 1))
+        admin("POST", f"/v1/clients/{cid}/grants", 201,
+              json={"acquirer_id": self.acquirer, "merchant_id": self.merchant})
         for b, code, methods in (("ok", "card", ["CARD"]), ("flaky", "both", ["CARD", "BLIK"]),
                                  ("slow", "blik", ["BLIK"])):
             r = requests.post(
@@ -256,6 +270,19 @@ class Tenants:
                           "security": {"key": ACQ_KEY, "supportEmail": "ops@example.com",
                                        "algorithm": "AES-256-GCM"}}})
             assert r.status_code == 200 and r.json()["transactionStatus"] == "ACTC", r.text
+
+        # the intruder: everything it may ask for, granted only a bank no event names
+        self.intruder, _, tok = tenant()
+        admin("POST", f"/v1/clients/{self.intruder}/grants", 201,
+              json={"bank_id": f"soak-x-{run}"})
+        r = requests.post(base + "/v1/endpoints", timeout=30, json={
+            "url": rx.url("ok", "intruder")}, headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 201, r.text
+        r = requests.post(base + "/banksocket/v1/webhooks", timeout=30,
+                          headers={"Authentication": tok}, json={
+                              "title": "soak", "endpoint": rx.url("ok", "intruder"),
+                              "event": "NEW_TRANSACTION", "account": "all"})
+        assert r.status_code == 200, r.text
 
     # -- events and what they must reach
 
@@ -477,6 +504,10 @@ def main() -> int:
         status = delivery_status(st)
         db_total = sum(status.values())
         sanitizer, errors = log_lines(st)
+        # cross-tenant: what reached the intruder, at the receiver and in the log
+        foreign_rx = sum(1 for path, _, _ in first.values() if path.endswith("/intruder"))
+        foreign_db = int(st.sql("SELECT count(*) FROM deliveries"
+                                f" WHERE client_id = '{tenants.intruder}'"))
 
         with load.lock:
             accepted = dict(load.accepted)
@@ -497,6 +528,9 @@ def main() -> int:
               f"same event+subscription under another id: {dup_rows})")
         print(f"  lost                      {len(lost)}")
         print(f"  unexpected deliveries     {len(unexpected)} (+{unknown} unreadable)")
+        print(f"  cross-tenant              {'held' if foreign_rx + foreign_db == 0 else 'BROKEN'}"
+              f" (intruder's \"all\" subscriptions: {foreign_rx} received,"
+              f" {foreign_db} deliveries in PostgreSQL)")
         print(f"  receiver requests         {n_requests} (incl. 500s and retries)")
         print(f"  deliveries in PostgreSQL  {db_total}  {status}")
         print("  peak RSS (VmHWM)          " +
@@ -515,6 +549,8 @@ def main() -> int:
             failures.append("sanitizer reports")
         if unexpected:
             failures.append(f"{len(unexpected)} deliveries nobody subscribed to")
+        if foreign_rx or foreign_db:
+            failures.append("another tenant's events reached the intruder")
         rc = 1 if failures else 0
     finally:
         rss.halt.set()
