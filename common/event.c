@@ -1,6 +1,7 @@
 #include "event.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,9 +51,10 @@ bool bh_event_amount_ok(const char *s)
 }
 
 /*
- * Every string (and key) below v is free of NUL, which PostgreSQL's text
- * and jsonb refuse (jansson keeps them when the parser allowed \u0000),
- * and v nests at most depth more levels. 0, or -1 with the path in errbuf.
+ * Every string below v is free of NUL, which PostgreSQL's text and jsonb
+ * refuse (jansson keeps them when the parser allowed \u0000), every real
+ * number is below BH_EVENT_REAL_MAX in magnitude, and v nests at most
+ * depth more levels. 0, or -1 with the path in errbuf.
  */
 static int check_storable(json_t *v, const char *path, int depth, char *errbuf, size_t errlen)
 {
@@ -65,6 +67,15 @@ static int check_storable(json_t *v, const char *path, int depth, char *errbuf, 
 			return -1;
 		}
 		return 0;
+	}
+	/*
+	 * jsonb keeps a number exactly and gives it back in plain notation:
+	 * 1e300 would come back as a 301-digit integer that jansson refuses,
+	 * leaving the stored event unreadable.
+	 */
+	if (json_is_real(v) && !(fabs(json_real_value(v)) < BH_EVENT_REAL_MAX)) {
+		snprintf(errbuf, errlen, "%.200s: numbers must be below 1e15 in magnitude", path);
+		return -1;
 	}
 	if (!json_is_object(v) && !json_is_array(v))
 		return 0;
@@ -321,6 +332,7 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 fail:
 	json_decref(e);
 	memset(ev, 0, sizeof(*ev));
+	bh_utf8_fix(errbuf); /* a path cut by "%.40s" inside a character; it goes into JSON */
 	return rc;
 }
 
@@ -337,6 +349,7 @@ int bh_event_parse(const char *buf, size_t len, const char *fallback_id, struct 
 	if (obj == NULL) {
 		snprintf(errbuf, errlen, "event: not valid JSON: %s at line %d column %d",
 			 jerr.text, jerr.line, jerr.column);
+		bh_utf8_fix(errbuf); /* jansson quotes the input near the error */
 		return -1;
 	}
 	int rc = bh_event_from_json(obj, fallback_id, ev, errbuf, errlen);

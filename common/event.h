@@ -25,6 +25,8 @@
 #define BH_EVENT_TOO_LARGE (-2)
 /* Nesting of data's arrays and objects; deeper is refused. */
 #define BH_EVENT_DEPTH_MAX 32
+/* JSON reals anywhere in an event: magnitude below this (integers: any 64-bit value). */
+#define BH_EVENT_REAL_MAX 1e15
 /*
  * Amounts are decimal strings of at most 15 integer and 10 fraction
  * digits ("-999999999999999.9999999999"): every renderer computes on

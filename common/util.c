@@ -289,8 +289,10 @@ int bh_parse_time(const char *s, int64_t *ms)
 	long offset_s = 0;
 	if (*p == 'Z' || *p == 'z') {
 		p++;
-	} else if ((*p == '+' || *p == '-') && p[3] == ':') {
-		int oh = fixed_digits(p + 1, 2), om = fixed_digits(p + 4, 2);
+	} else if (*p == '+' || *p == '-') {
+		/* Left to right, so a short string ends the reading at its NUL. */
+		int oh = fixed_digits(p + 1, 2);
+		int om = oh >= 0 && p[3] == ':' ? fixed_digits(p + 4, 2) : -1;
 		if (oh < 0 || oh > 23 || om < 0 || om > 59)
 			return -1;
 		offset_s = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);

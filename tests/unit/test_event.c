@@ -252,6 +252,11 @@ static const struct invalid_case invalid_cases[] = {
 	 "\"data\":{\"balance\":\"1\",\"currency\":\"EUR\",\"x\":"
 	 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",
 	 "event.data.x" ZERO8 ZERO8 ZERO8 "[0][0][0][0][0][0][0]"},
+	/* jsonb would give it back as a 301-digit integer, which jansson cannot read. */
+	{"refuses_huge_real_number",
+	 "{\"id\":\"x\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"1\",\"currency\":\"EUR\",\"rate\":[0.5,1e300]}}",
+	 "event.data.rate[1]"},
 };
 
 static void run_invalid_case(void **state)
