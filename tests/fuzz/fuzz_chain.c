@@ -9,7 +9,7 @@
  *           occurred_at formats (bh_format_time, four-digit year) inside
  *           PostgreSQL's timestamptz range and parses back to the same
  *           instant; body is the compact event, at most BH_EVENT_MAX_BYTES
- *           (what Kafka takes), no \u0000 (jsonb refuses it), reals that
+ *           (what Kafka takes), no NUL in a string (jsonb refuses \u0000), reals that
  *           jsonb's plain notation keeps readable; and the stored body
  *           validates again (the worker re-reads it for every retry).
  *   render  a valid subscription of every kind that matches it renders it
@@ -79,8 +79,7 @@ static void check_store(const struct bh_event *ev)
 	char *body = json_dumps(ev->json, JSON_COMPACT);
 	if (body == NULL || strlen(body) > BH_EVENT_MAX_BYTES)
 		fuzz_fail("body not serializable or over %d bytes", BH_EVENT_MAX_BYTES);
-	if (strstr(body, "\\u0000") != NULL)
-		fuzz_fail("body carries \\u0000, which jsonb refuses");
+	/* Not a search for "\\u0000" in body: an escaped backslash before "u0000" is fine. */
 	check_jsonb(ev->json);
 	/* The worker parses the stored body again for every later attempt. */
 	struct bh_event again;
