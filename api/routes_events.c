@@ -1,7 +1,8 @@
 /*
- * POST /v1/events: validates an event exactly as the worker will, gives it
- * an id when it has none, and answers 202 only once Kafka acknowledged it,
- * so an accepted event is never lost. GET /v1/events/{id}: the stored
+ * POST /v1/events: validates an event exactly as the worker will (one
+ * validator, common/event.c), gives it an id when it has none, and answers
+ * 202 only once Kafka acknowledged it, so an accepted event is never lost;
+ * 413 for one over BH_EVENT_MAX_BYTES, which Kafka would refuse. GET /v1/events/{id}: the stored
  * event with the caller's deliveries of it.
  */
 #include <stdlib.h>
@@ -34,7 +35,13 @@ static void post_event(struct bh_request *req)
 		return;
 	}
 	bh_uuid4(id);
-	if (bh_event_from_json(req->body, id, &ev, err, sizeof(err)) < 0) {
+	int rc = bh_event_from_json(req->body, id, &ev, err, sizeof(err));
+	if (rc == BH_EVENT_TOO_LARGE) {
+		/* Kafka would refuse it: "try again" (503) would make clients retry forever. */
+		bh_api_reply_error(req, 413, "body_too_large", "body: %s", err);
+		return;
+	}
+	if (rc < 0) {
 		bh_api_reply_error(req, 400, "invalid_event", "%s", err);
 		return;
 	}

@@ -138,6 +138,17 @@ bool bh_db_is_unique_violation(const struct bh_db *db)
 	return strcmp(db->sqlstate, "23505") == 0;
 }
 
+enum bh_db_failure bh_db_failure_of(const char *sqlstate)
+{
+	static const char *const refused[] = {"22", "23", "54", "P0"};
+	if (sqlstate == NULL || strlen(sqlstate) != 5)
+		return BH_DB_UNAVAILABLE;
+	for (size_t i = 0; i < BH_ARRAY_LEN(refused); i++)
+		if (strncmp(sqlstate, refused[i], 2) == 0)
+			return BH_DB_REFUSED;
+	return BH_DB_UNAVAILABLE;
+}
+
 bool bh_db_ping(struct bh_db *db)
 {
 	return bh_db_exec(db, "SELECT 1", 0, NULL) == 0;

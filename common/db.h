@@ -39,6 +39,19 @@ void bh_db_rollback(struct bh_db *db);
 const char *bh_db_sqlstate(const struct bh_db *db);
 const char *bh_db_errmsg(const struct bh_db *db);
 bool bh_db_is_unique_violation(const struct bh_db *db);
+
+/*
+ * What a failed statement says about the rows that went into it (pure, on
+ * the SQLSTATE): BH_DB_REFUSED when the server refused the data itself
+ * (class 22 data exception, 23 integrity constraint, 54 program limit such
+ * as an index row too large, P0 raised by a PL/pgSQL trigger), which the
+ * same rows will meet again;
+ * BH_DB_UNAVAILABLE for everything else (connection lost "08", admin
+ * shutdown "57", out of resources "53", serialization "40", ...), which
+ * waiting cures. Unknown states count as unavailable: waiting loses nothing.
+ */
+enum bh_db_failure { BH_DB_UNAVAILABLE, BH_DB_REFUSED };
+enum bh_db_failure bh_db_failure_of(const char *sqlstate);
 /* True when the server answers a trivial query. */
 bool bh_db_ping(struct bh_db *db);
 PGconn *bh_db_conn(struct bh_db *db);

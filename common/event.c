@@ -1,6 +1,7 @@
 #include "event.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +40,67 @@ bool bh_is_decimal(const char *s)
 	return *s == '\0';
 }
 
+bool bh_event_amount_ok(const char *s)
+{
+	if (!bh_is_decimal(s))
+		return false;
+	s += *s == '-';
+	size_t whole = strspn(s, "0123456789");
+	size_t frac = s[whole] == '.' ? strlen(s + whole + 1) : 0;
+	return whole <= BH_AMOUNT_INT_DIGITS_MAX && frac <= BH_AMOUNT_FRAC_DIGITS_MAX;
+}
+
+/*
+ * Every string below v is free of NUL, which PostgreSQL's text and jsonb
+ * refuse (jansson keeps them when the parser allowed \u0000), every real
+ * number is below BH_EVENT_REAL_MAX in magnitude, and v nests at most
+ * depth more levels. 0, or -1 with the path in errbuf.
+ */
+static int check_storable(json_t *v, const char *path, int depth, char *errbuf, size_t errlen)
+{
+	const char *key;
+	json_t *m;
+	size_t i;
+	if (json_is_string(v)) {
+		if (strlen(json_string_value(v)) != json_string_length(v)) {
+			snprintf(errbuf, errlen, "%.200s: must not contain NUL characters", path);
+			return -1;
+		}
+		return 0;
+	}
+	/*
+	 * jsonb keeps a number exactly and gives it back in plain notation:
+	 * 1e300 would come back as a 301-digit integer that jansson refuses,
+	 * leaving the stored event unreadable.
+	 */
+	if (json_is_real(v) && !(fabs(json_real_value(v)) < BH_EVENT_REAL_MAX)) {
+		snprintf(errbuf, errlen, "%.200s: numbers must be below 1e15 in magnitude", path);
+		return -1;
+	}
+	if (!json_is_object(v) && !json_is_array(v))
+		return 0;
+	if (depth == 0) {
+		snprintf(errbuf, errlen, "%.200s: nested deeper than %d levels", path,
+			 BH_EVENT_DEPTH_MAX);
+		return -1;
+	}
+	char sub[256];
+	if (json_is_array(v)) {
+		json_array_foreach (v, i, m) {
+			snprintf(sub, sizeof(sub), "%.200s[%zu]", path, i);
+			if (check_storable(m, sub, depth - 1, errbuf, errlen) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	json_object_foreach (v, key, m) {
+		snprintf(sub, sizeof(sub), "%.200s.%.40s", path, key);
+		if (check_storable(m, sub, depth - 1, errbuf, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* A required (or optional) string member of 1..max printable characters. */
 static int check_string(json_t *obj, const char *prefix, const char *key, size_t max, bool required,
 			const char **out, char *errbuf, size_t errlen)
@@ -75,6 +137,12 @@ static int check_decimal(json_t *data, const char *key, bool required, char *err
 	if (s && !bh_is_decimal(s)) {
 		snprintf(errbuf, errlen, "data.%s: must be a decimal string such as \"100.00\"",
 			 key);
+		return -1;
+	}
+	if (s && !bh_event_amount_ok(s)) {
+		snprintf(errbuf, errlen,
+			 "data.%s: at most %d integer and %d fraction digits are supported", key,
+			 BH_AMOUNT_INT_DIGITS_MAX, BH_AMOUNT_FRAC_DIGITS_MAX);
 		return -1;
 	}
 	return 0;
@@ -171,6 +239,7 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 		snprintf(errbuf, errlen, "event: must be a JSON object");
 		return -1;
 	}
+	int rc = -1;
 	/* Work on a copy so the normalized event owns its strings. */
 	json_t *e = json_deep_copy(obj);
 	const char *s;
@@ -209,7 +278,8 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 		goto fail;
 	if (bh_parse_time(s, &ev->occurred_ms) < 0) {
 		snprintf(errbuf, errlen,
-			 "occurred_at: must be an RFC 3339 time such as 2026-11-25T10:15:00Z");
+			 "occurred_at: must be an RFC 3339 date and time such as "
+			 "2026-11-25T10:15:00Z, from year 0001 to 9999 in UTC");
 		goto fail;
 	}
 
@@ -246,12 +316,24 @@ int bh_event_from_json(json_t *obj, const char *fallback_id, struct bh_event *ev
 	}
 	if (check_data(ev->type, ev->data, errbuf, errlen) < 0)
 		goto fail;
+	/* Whatever else the event carries must fit PostgreSQL's text and jsonb. */
+	if (check_storable(e, "event", BH_EVENT_DEPTH_MAX + 1, errbuf, errlen) < 0)
+		goto fail;
+	/* What goes to Kafka and into events.body: the normalized event, compact. */
+	size_t bytes = json_dumpb(e, NULL, 0, JSON_COMPACT);
+	if (bytes == 0 || bytes > BH_EVENT_MAX_BYTES) {
+		snprintf(errbuf, errlen, "event: larger than %d bytes serialized",
+			 BH_EVENT_MAX_BYTES);
+		rc = BH_EVENT_TOO_LARGE;
+		goto fail;
+	}
 	ev->json = e;
 	return 0;
 fail:
 	json_decref(e);
 	memset(ev, 0, sizeof(*ev));
-	return -1;
+	bh_utf8_fix(errbuf); /* a path cut by "%.40s" inside a character; it goes into JSON */
+	return rc;
 }
 
 int bh_event_parse(const char *buf, size_t len, const char *fallback_id, struct bh_event *ev,
@@ -260,13 +342,14 @@ int bh_event_parse(const char *buf, size_t len, const char *fallback_id, struct 
 	memset(ev, 0, sizeof(*ev));
 	if (len > BH_EVENT_MAX_BYTES) {
 		snprintf(errbuf, errlen, "event: larger than %d bytes", BH_EVENT_MAX_BYTES);
-		return -1;
+		return BH_EVENT_TOO_LARGE;
 	}
 	json_error_t jerr;
 	json_t *obj = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (obj == NULL) {
 		snprintf(errbuf, errlen, "event: not valid JSON: %s at line %d column %d",
 			 jerr.text, jerr.line, jerr.column);
+		bh_utf8_fix(errbuf); /* jansson quotes the input near the error */
 		return -1;
 	}
 	int rc = bh_event_from_json(obj, fallback_id, ev, errbuf, errlen);

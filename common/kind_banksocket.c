@@ -16,8 +16,11 @@
 
 #include "crypto.h"
 
-/* 10^15 units: far beyond any balance, and hundredths still fit a long long. */
-#define INT_DIGITS_MAX 15
+/*
+ * The validator\'s bound (common/event.h), so every amount it accepts renders:
+ * 10^15 units, and hundredths * 10 still fit a long long.
+ */
+#define INT_DIGITS_MAX BH_AMOUNT_INT_DIGITS_MAX
 #define MONEY_TEXT_MAX 32
 /* Percent-encoding triples every byte at most; events are capped at 1 MiB. */
 #define FORM_MAX (4 * BH_EVENT_MAX_BYTES)

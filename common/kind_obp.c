@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 10^15 units: far beyond any balance, and cents * 10 still fits a long long. */
-#define INT_DIGITS_MAX 15
+/*
+ * The validator\'s bound (common/event.h), so every amount it accepts renders:
+ * 10^15 units, and hundredths * 10 still fit a long long.
+ */
+#define INT_DIGITS_MAX BH_AMOUNT_INT_DIGITS_MAX
 #define MONEY_TEXT_MAX 64
 
 static const char *trigger_of(const struct bh_sub *sub)

@@ -225,24 +225,69 @@ int bh_parse_int(const char *s, long long min, long long max, long long *out)
 	return 0;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
 void bh_format_time(int64_t ms, char out[32])
 {
-	time_t secs = (time_t)(ms / 1000);
+	/* Floor division: a time before 1970 still has a fraction in 0..999. */
+	int64_t secs = ms / 1000, frac = ms % 1000;
+	if (frac < 0) {
+		frac += 1000;
+		secs--;
+	}
+	time_t t = (time_t)secs;
 	struct tm tm;
-	gmtime_r(&secs, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	/* %04d, not strftime's %Y: year 1 must read "0001" for PostgreSQL and receivers. */
+	char text[96]; /* room for any int year; BH_TIME_*_MS times take 24 bytes */
+	snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+	snprintf(out, 32, "%.31s", text);
+}
+
+/* n digits at p as a number, or -1 when one of them is not a digit. */
+static int fixed_digits(const char *p, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)p[i]))
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+static bool leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
 int bh_parse_time(const char *s, int64_t *ms)
 {
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	if (s == NULL)
+	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	if (s == NULL || strnlen(s, 20) < 19 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
 		return -1;
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (p == NULL)
+	int year = fixed_digits(s, 4), mon = fixed_digits(s + 5, 2), day = fixed_digits(s + 8, 2);
+	int hh = fixed_digits(s + 11, 2), mi = fixed_digits(s + 14, 2),
+	    ss = fixed_digits(s + 17, 2);
+	/* Refused, never normalised: 2026-02-30 is not 2026-03-02; no leap second. */
+	if (year < 0 || mon < 1 || mon > 12 || day < 1 || hh < 0 || hh > 23 || mi < 0 || mi > 59 ||
+	    ss < 0 || ss > 59)
 		return -1;
+	if (day > mdays[mon - 1] + (mon == 2 && leap_year(year)))
+		return -1;
+	const char *p = s + 19;
 	int frac_ms = 0;
 	if (*p == '.') {
 		int digits = 0;
@@ -257,20 +302,27 @@ int bh_parse_time(const char *s, int64_t *ms)
 	long offset_s = 0;
 	if (*p == 'Z' || *p == 'z') {
 		p++;
-	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
-		   isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
-		   isdigit((unsigned char)p[5])) {
-		int hh = (p[1] - '0') * 10 + (p[2] - '0');
-		int mm = (p[4] - '0') * 10 + (p[5] - '0');
-		offset_s = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
+	} else if (*p == '+' || *p == '-') {
+		/* Left to right, so a short string ends the reading at its NUL. */
+		int oh = fixed_digits(p + 1, 2);
+		int om = oh >= 0 && p[3] == ':' ? fixed_digits(p + 4, 2) : -1;
+		if (oh < 0 || oh > 23 || om < 0 || om > 59)
+			return -1;
+		offset_s = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
 		p += 6;
 	} else {
 		return -1;
 	}
 	if (*p != '\0')
 		return -1;
-	time_t t = timegm(&tm);
-	*ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
+	int64_t t =
+		(days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss - offset_s) *
+			1000 +
+		frac_ms;
+	/* Years 1..9999 once in UTC: "0001-01-01T00:00:00+01:00" is year 0 and refused. */
+	if (t < BH_TIME_MIN_MS || t > BH_TIME_MAX_MS)
+		return -1;
+	*ms = t;
 	return 0;
 }
 

@@ -65,9 +65,22 @@ double bh_random_uniform(double lo, double hi);
 /* Parses a whole decimal integer in [min, max]; 0 or -1. */
 int bh_parse_int(const char *s, long long min, long long max, long long *out) BH_MUSTCHECK;
 
-/* Formats a UNIX time in ms as RFC 3339 UTC with milliseconds. */
+/*
+ * The times bankhook accepts, in UNIX ms: 0001-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z. Within PostgreSQL's timestamptz range, and
+ * four-digit years, which every renderer and receiver formats.
+ */
+#define BH_TIME_MIN_MS (-62135596800000LL)
+#define BH_TIME_MAX_MS (253402300799999LL)
+
+/* Formats a UNIX time in ms as RFC 3339 UTC with milliseconds (four-digit year). */
 void bh_format_time(int64_t ms, char out[32]);
-/* Parses RFC 3339 (Z or +hh:mm offset, optional fraction) to ms; 0 or -1. */
+/*
+ * Parses RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)" to ms; 0,
+ * or -1 when malformed, not a calendar date or time (2026-02-30, 24:00,
+ * :60 are refused, never normalised), or outside BH_TIME_MIN_MS ..
+ * BH_TIME_MAX_MS once converted to UTC.
+ */
 int bh_parse_time(const char *s, int64_t *ms) BH_MUSTCHECK;
 
 /*

@@ -81,6 +81,9 @@
 #define HOUSEKEEPING_MS 2000 /* readiness and lag refresh */
 #define DLQ_FLUSH_MS 10000
 #define DLQ_PAYLOAD_MAX (256 * 1024) /* of the original message, in the DLQ copy */
+/* A row PostgreSQL refuses is tried this often alone, POISON_PAUSE_MS apart, before the DLQ. */
+#define POISON_TRIES 3
+#define POISON_PAUSE_MS 200
 
 static volatile sig_atomic_t stop_requested;
 
@@ -512,9 +515,84 @@ static int dlq(struct worker *w, const rd_kafka_message_t *msg, const char *reas
 }
 
 /*
+ * Stores in[0..n) in one transaction and hands their deliveries on. 0, or
+ * -1 with nothing written: then bh_db_sqlstate() says why.
+ */
+static int events_store(struct worker *w, const struct bh_delivery_input *in, int n, char *err,
+			size_t errlen)
+{
+	struct bh_delivery_created *created = NULL;
+	int ncreated = 0;
+	if (bh_delivery_store_events(w->db, in, n, w->cfg.delivery_lease_s, &created, &ncreated,
+				     err, errlen) < 0)
+		return -1;
+	/*
+	 * Durable: each delivery is pending with a lease, so attempting is
+	 * safe. An ordered one is not leased: it goes when it heads its line.
+	 */
+	const char **heads = ncreated ? bh_xcalloc((size_t)ncreated, sizeof(*heads)) : NULL;
+	int nheads = 0;
+	for (int i = 0; i < ncreated; i++) {
+		if (created[i].ordered)
+			heads[nheads++] = created[i].sub->id;
+		else
+			attempt(w, created[i].sub, in[created[i].input].ev, created[i].id);
+	}
+	ordered_advance(w, heads, nheads);
+	free(heads);
+	free(created);
+	return 0;
+}
+
+/*
+ * The poison-message policy (docs/DESIGN.md "Poison messages"), once
+ * PostgreSQL refused a batch for its data: each event alone, so the good
+ * ones proceed; one refused POISON_TRIES times in a row goes to the DLQ
+ * with PostgreSQL's reason, and its offset moves on with the others. 0
+ * once every event is stored or dead-lettered (and the DLQ acknowledged);
+ * -1 as soon as PostgreSQL is unavailable instead, or the DLQ does not
+ * acknowledge: the caller retries the whole batch, and the events stored
+ * meanwhile dedup by id.
+ */
+static int events_store_singly(struct worker *w, rd_kafka_message_t **msgs, const int *msg_of,
+			       const struct bh_delivery_input *in, int n)
+{
+	int ndlq = 0;
+	char err[512], reason[700];
+	for (int i = 0; i < n; i++) {
+		struct bh_log_ctx ctx = {.event = in[i].ev->id};
+		for (int tries = 1; events_store(w, &in[i], 1, err, sizeof(err)) < 0; tries++) {
+			const char *state = bh_db_sqlstate(w->db);
+			if (bh_db_failure_of(state) != BH_DB_REFUSED)
+				return -1;
+			if (tries < POISON_TRIES) {
+				if (!store_pause(w, POISON_PAUSE_MS))
+					return -1;
+				continue;
+			}
+			snprintf(reason, sizeof(reason), "refused by PostgreSQL (SQLSTATE %s): %s",
+				 state, err);
+			bh_warn_ctx(&ctx, "event dead-lettered after %d tries: %s", tries, reason);
+			if (dlq(w, msgs[msg_of[i]], reason) < 0)
+				return -1;
+			ndlq++;
+			break;
+		}
+	}
+	/* The DLQ copy must be acknowledged before the original's offset moves. */
+	if (ndlq > 0 && bh_kafka_flush(w->producer, DLQ_FLUSH_MS) != 0) {
+		bh_warn("dead-letter queue not acknowledged; retrying the batch");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Handles the events of one batch: DLQ for the invalid ones, then one
- * transaction for every valid one and its deliveries. 0 once all of it is
- * durable (the caller may store offsets), -1 to retry the same messages.
+ * transaction for every valid one and its deliveries; when PostgreSQL
+ * refuses that for the data in it, events_store_singly. 0 once all of it
+ * is durable (the caller may store offsets), -1 to retry the same
+ * messages.
  */
 static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 {
@@ -522,12 +600,12 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 	struct bh_event *evs = bh_xcalloc((size_t)n, sizeof(*evs));
 	bool *parsed = bh_xcalloc((size_t)n, sizeof(bool));
 	struct bh_delivery_input *in = bh_xcalloc((size_t)n, sizeof(*in));
+	int *msg_of = bh_xcalloc((size_t)n, sizeof(int)); /* in[k] came from msgs[msg_of[k]] */
 	/* Matches of every event, end to end; in[].subs points in once it stops growing. */
 	const struct bh_sub **matched = NULL;
 	size_t *first = bh_xcalloc((size_t)n, sizeof(size_t));
 	size_t nmatched = 0, amatched = 0;
-	struct bh_delivery_created *created = NULL;
-	int nin = 0, ncreated = 0, ndlq = 0;
+	int nin = 0, ndlq = 0;
 	char err[512];
 
 	for (int i = 0; i < n; i++) {
@@ -559,6 +637,7 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 		}
 		in[nin].ev = &evs[i];
 		in[nin].nsubs = (int)(nmatched - first[nin]);
+		msg_of[nin] = i;
 		nin++;
 	}
 	for (int i = 0; i < nin; i++)
@@ -568,26 +647,16 @@ static int events_handle(struct worker *w, rd_kafka_message_t **msgs, int n)
 		bh_warn("dead-letter queue not acknowledged; retrying the batch");
 		goto out;
 	}
-	if (bh_delivery_store_events(w->db, in, nin, w->cfg.delivery_lease_s, &created, &ncreated,
-				     err, sizeof(err)) < 0) {
+	if (events_store(w, in, nin, err, sizeof(err)) == 0) {
+		rc = 0;
+		goto out;
+	}
+	if (bh_db_failure_of(bh_db_sqlstate(w->db)) != BH_DB_REFUSED) {
 		bh_warn("events not stored; retrying the batch: %s", err);
 		goto out;
 	}
-	/*
-	 * Durable: each delivery is pending with a lease, so attempting is
-	 * safe. An ordered one is not leased: it goes when it heads its line.
-	 */
-	const char **heads = ncreated ? bh_xcalloc((size_t)ncreated, sizeof(*heads)) : NULL;
-	int nheads = 0;
-	for (int i = 0; i < ncreated; i++) {
-		if (created[i].ordered)
-			heads[nheads++] = created[i].sub->id;
-		else
-			attempt(w, created[i].sub, in[created[i].input].ev, created[i].id);
-	}
-	ordered_advance(w, heads, nheads);
-	free(heads);
-	rc = 0;
+	bh_warn("batch of %d events refused (%s); storing them one by one", nin, err);
+	rc = events_store_singly(w, msgs, msg_of, in, nin);
 out:
 	for (int i = 0; i < n; i++)
 		if (parsed[i])
@@ -595,9 +664,9 @@ out:
 	free(evs);
 	free(parsed);
 	free(in);
+	free(msg_of);
 	free(matched);
 	free(first);
-	free(created);
 	return rc;
 }
 

@@ -11,7 +11,11 @@ subscriptions, one per dialect (native endpoints, OBP account webhooks,
 Banksocket webhooks, acquirer configurations), each group with a receiver
 that answers at once, one that fails the first attempt of every delivery
 with 500, and one that takes 0.5-3 s. Faults: the worker is killed with
-SIGKILL at a third of the run and Kafka restarted at two thirds.
+SIGKILL at a third of the run and Kafka restarted at two thirds. At half
+time a poison event (occurred_at "0001-01-01T00:00:00+01:00", year 0 once
+in UTC, which PostgreSQL refuses) is written straight to Kafka, followed on
+the same key by a canary for the native group: the poison is "held" when it
+is on bankhook.events.dlq with a reason and the canary is delivered.
 
 Every event's expected deliveries follow from the subscriptions' filters
 (written out below, independently of the product's matcher). Afterwards:
@@ -49,8 +53,9 @@ from urllib.parse import parse_qs
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from harness import (ADMIN_TOKEN, SANITIZER_RE, make_event, missing_binaries,  # noqa: E402
-                     missing_tools, new_stack, start_stack, stop_stack, unique)
+from harness import (ADMIN_TOKEN, SANITIZER_RE, TOPIC_DLQ, make_event,  # noqa: E402
+                     missing_binaries, missing_tools, new_stack, start_stack, stop_stack,
+                     unique)
 
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 SOAK_RATE = float(os.environ.get("SOAK_RATE", "8"))
@@ -319,6 +324,36 @@ class Tenants:
                     ["/flaky/acquirer", "/slow/acquirer"])
 
 
+# ------------------------------------------------------------ the poison
+
+
+def poison_produce(st, t: Tenants, load: Load) -> tuple[dict, dict]:
+    """Writes the poison and, on its partition (same key), the canary,
+    straight to Kafka; the canary's deliveries join the expected ones."""
+    key = str(uuid.uuid4())
+    poison = make_event(t.bank_n, key, event_id=unique("poison"),
+                        occurred_at="0001-01-01T00:00:00+01:00")
+    canary = make_event(t.bank_n, key, event_id=unique("canary"))
+    st.produce([json.dumps(poison, separators=(",", ":")),
+                json.dumps(canary, separators=(",", ":"))], key=key)
+    with load.lock:
+        for b in ("ok", "flaky", "slow"):
+            load.expected[(f"/{b}/native", canary["id"])] = "poison-canary"
+    return poison, canary
+
+
+def poison_dlq_reason(st, poison: dict) -> str | None:
+    """The reason of the poison's DLQ entry, or None when it is not there."""
+    for m in st.consume(TOPIC_DLQ):
+        try:
+            entry = json.loads(m.get("payload") or "")
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and poison["id"] in str(entry.get("payload")):
+            return str(entry.get("reason"))
+    return None
+
+
 # ------------------------------------------------------------ load
 
 
@@ -436,7 +471,9 @@ def main() -> int:
         for th in threads:
             th.start()
 
-        faults = [(SOAK_SECONDS / 3, "worker kill -9"), (2 * SOAK_SECONDS / 3, "kafka restart")]
+        faults = [(SOAK_SECONDS / 3, "worker kill -9"), (SOAK_SECONDS / 2, "poison event"),
+                  (2 * SOAK_SECONDS / 3, "kafka restart")]
+        poison = canary = None
         for at, what in faults:
             while time.monotonic() - t0 < at:
                 time.sleep(1)
@@ -446,6 +483,8 @@ def main() -> int:
             rss.sample()
             if what.startswith("worker"):
                 st.restart_worker(kill9=True)
+            elif what.startswith("poison"):
+                poison, canary = poison_produce(st, tenants, load)
             else:
                 st.infra("kafka-restart")
             log(f"{what} done")
@@ -508,6 +547,10 @@ def main() -> int:
         foreign_rx = sum(1 for path, _, _ in first.values() if path.endswith("/intruder"))
         foreign_db = int(st.sql("SELECT count(*) FROM deliveries"
                                 f" WHERE client_id = '{tenants.intruder}'"))
+        reason = poison_dlq_reason(st, poison) if poison else None
+        canary_paths = [k for k in expected if canary and k[1] == canary["id"]]
+        canary_ok = bool(canary_paths) and all(k in received for k in canary_paths)
+        poison_held = reason is not None and canary_ok
 
         with load.lock:
             accepted = dict(load.accepted)
@@ -535,6 +578,10 @@ def main() -> int:
         print(f"  deliveries in PostgreSQL  {db_total}  {status}")
         print("  peak RSS (VmHWM)          " +
               "  ".join(f"{n}={mb:.1f} MiB" for n, mb in sorted(rss.peak.items())))
+        print(f"  poison event              {'held' if poison_held else 'NOT HELD'}  "
+              f"(on {TOPIC_DLQ}: {'yes, ' + repr(reason[:80]) if reason else 'no'}; "
+              f"canary on its partition delivered to "
+              f"{sum(k in received for k in canary_paths)}/{len(canary_paths)})")
         print(f"  sanitizer lines           {len(sanitizer)}")
         for line in sanitizer[:20]:
             print(f"    {line}")
@@ -551,6 +598,8 @@ def main() -> int:
             failures.append(f"{len(unexpected)} deliveries nobody subscribed to")
         if foreign_rx or foreign_db:
             failures.append("another tenant's events reached the intruder")
+        if not poison_held:
+            failures.append("the poison event was not held")
         rc = 1 if failures else 0
     finally:
         rss.halt.set()

@@ -20,6 +20,11 @@
 	"\"description\":\"salary\",\"counterparty\":{\"id\":\"c1\",\"iban\":\"DE89\",\"name\":\"ACME\"}," \
 	"\"related_entities\":[{\"user_id\":\"u1\",\"customer_ids\":[\"c9\"]}]}"
 #define HEAD(type) "\"type\":\"" type "\",\"occurred_at\":\"2026-11-25T10:15:00Z\","
+#define ZERO8 "[0][0][0][0][0][0][0][0]"
+#define TIMED(at) "\"type\":\"balance.changed\",\"occurred_at\":\"" at "\","
+#define TXN_AMOUNT(a)                                                                     \
+	"\"data\":{\"transaction_id\":\"t\",\"dc\":\"debit\",\"amount\":\"" a "\"," \
+	"\"currency\":\"EUR\"}"
 #define ACCOUNT "\"bank_id\":\"gh.29.uk\",\"account_id\":\"8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0\","
 #define BAL_DATA "\"data\":{\"balance\":\"10.50\",\"previous_balance\":\"-3\",\"currency\":\"GBP\"}"
 #define PAY_DATA                                                                               \
@@ -57,6 +62,22 @@ static const struct valid_case valid_cases[] = {
 	 "{\"id\":\"e-4\",\"type\":\"balance.changed\",\"occurred_at\":\"2026-11-25T11:15:00.250+01:00\"," ACCOUNT
 	 "\"consent_ids\":[\"c-1\",\"c-2\"]," BAL_DATA "}",
 	 NULL, "e-4", BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
+	/* The bounds of the documented ranges are inside them. */
+	{"accepts_first_time_of_year_1",
+	 "{\"id\":\"e-5\"," TIMED("0001-01-01T00:00:00Z") ACCOUNT BAL_DATA "}", NULL, "e-5",
+	 BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
+	{"accepts_last_time_of_year_9999",
+	 "{\"id\":\"e-6\"," TIMED("9999-12-31T23:59:59.999Z") ACCOUNT BAL_DATA "}", NULL, "e-6",
+	 BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
+	{"accepts_offset_that_stays_in_year_1",
+	 "{\"id\":\"e-7\"," TIMED("0001-01-01T01:00:00+01:00") ACCOUNT BAL_DATA "}", NULL, "e-7",
+	 BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
+	{"accepts_leap_day", "{\"id\":\"e-8\"," TIMED("2024-02-29T12:00:00Z") ACCOUNT BAL_DATA "}",
+	 NULL, "e-8", BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
+	{"accepts_largest_amount",
+	 "{\"id\":\"e-9\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"-999999999999999.9999999999\",\"currency\":\"EUR\"}}",
+	 NULL, "e-9", BH_EVENT_BALANCE_CHANGED, "8ca8a7e4-6d02-40e3-a129-0b2bf89de9f0"},
 };
 
 static void run_valid_case(void **state)
@@ -179,6 +200,63 @@ static const struct invalid_case invalid_cases[] = {
 	 "\"data\":{\"acquirer_id\":\"1\",\"merchant_id\":\"12345678901\",\"payment_id\":\"p\",\"payment_method\":\"CARD\","
 	 "\"status\":\"ACSC\",\"amount\":\"1.00\",\"currency\":\"EUR\"}}",
 	 "data.merchant_id"},
+	/* Times PostgreSQL or a renderer would refuse, or that would be normalised. */
+	{"refuses_february_30", "{\"id\":\"x\"," TIMED("2026-02-30T10:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_february_29_of_common_year",
+	 "{\"id\":\"x\"," TIMED("2025-02-29T10:00:00Z") ACCOUNT BAL_DATA "}", "occurred_at"},
+	{"refuses_february_29_of_1900", "{\"id\":\"x\"," TIMED("1900-02-29T10:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_april_31", "{\"id\":\"x\"," TIMED("2026-04-31T10:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_year_0", "{\"id\":\"x\"," TIMED("0000-01-01T00:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_offset_before_year_1",
+	 "{\"id\":\"x\"," TIMED("0001-01-01T00:00:00+01:00") ACCOUNT BAL_DATA "}", "occurred_at"},
+	{"refuses_offset_after_year_9999",
+	 "{\"id\":\"x\"," TIMED("9999-12-31T23:59:59-01:00") ACCOUNT BAL_DATA "}", "occurred_at"},
+	{"refuses_hour_24", "{\"id\":\"x\"," TIMED("2026-11-25T24:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_leap_second", "{\"id\":\"x\"," TIMED("2026-12-31T23:59:60Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_offset_hour_24", "{\"id\":\"x\"," TIMED("2026-11-25T10:00:00+24:00") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_time_without_zone", "{\"id\":\"x\"," TIMED("2026-11-25T10:00:00") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	{"refuses_short_year", "{\"id\":\"x\"," TIMED("26-11-25T10:00:00Z") ACCOUNT BAL_DATA "}",
+	 "occurred_at"},
+	/* Amounts every renderer formats: 15 integer and 10 fraction digits at most. */
+	{"refuses_16_integer_digits",
+	 "{\"id\":\"x\"," HEAD("transaction.created") ACCOUNT TXN_AMOUNT("1000000000000000") "}",
+	 "data.amount"},
+	{"refuses_38_integer_digits",
+	 "{\"id\":\"x\"," HEAD("transaction.created") ACCOUNT TXN_AMOUNT(
+		 "12345678901234567890123456789012345678.00") "}",
+	 "data.amount"},
+	{"refuses_leading_zeros_past_15_digits",
+	 "{\"id\":\"x\"," HEAD("transaction.created") ACCOUNT TXN_AMOUNT("0000000000000001") "}",
+	 "data.amount"},
+	{"refuses_11_fraction_digits",
+	 "{\"id\":\"x\"," HEAD("transaction.created") ACCOUNT TXN_AMOUNT("1.00000000001") "}",
+	 "data.amount"},
+	{"refuses_balance_past_15_digits",
+	 "{\"id\":\"x\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"-9999999999999999\",\"currency\":\"EUR\"}}",
+	 "data.balance"},
+	{"refuses_previous_balance_past_15_digits",
+	 "{\"id\":\"x\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"1\",\"previous_balance\":\"9999999999999999\",\"currency\":\"EUR\"}}",
+	 "data.previous_balance"},
+	{"refuses_data_nested_too_deep",
+	 "{\"id\":\"x\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"1\",\"currency\":\"EUR\",\"x\":"
+	 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",
+	 "event.data.x" ZERO8 ZERO8 ZERO8 "[0][0][0][0][0][0][0]"},
+	/* jsonb would give it back as a 301-digit integer, which jansson cannot read. */
+	{"refuses_huge_real_number",
+	 "{\"id\":\"x\"," HEAD("balance.changed") ACCOUNT
+	 "\"data\":{\"balance\":\"1\",\"currency\":\"EUR\",\"rate\":[0.5,1e300]}}",
+	 "event.data.rate[1]"},
 };
 
 static void run_invalid_case(void **state)
@@ -215,9 +293,46 @@ static void oversized_message_is_refused(void **state)
 	memset(big, ' ', len);
 	struct bh_event ev;
 	char err[256] = "";
-	assert_int_equal(bh_event_parse(big, len, "f", &ev, err, sizeof(err)), -1);
+	assert_int_equal(bh_event_parse(big, len, "f", &ev, err, sizeof(err)), BH_EVENT_TOO_LARGE);
 	assert_non_null(strstr(err, "larger"));
 	free(big);
+}
+
+/* A NUL inside any string (jansson keeps it when \\u0000 was allowed): PostgreSQL refuses it. */
+static void nul_in_a_string_is_refused(void **state)
+{
+	(void)state;
+	const char *j = "{\"id\":\"n\"," HEAD("balance.changed") ACCOUNT BAL_DATA "}";
+	json_t *obj = json_loads(j, 0, NULL);
+	json_object_set_new(json_object_get(obj, "data"), "note", json_stringn("a\0b", 3));
+	struct bh_event ev;
+	char err[256] = "";
+	assert_int_equal(bh_event_from_json(obj, NULL, &ev, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "event.data.note: must not contain NUL"));
+	json_decref(obj);
+}
+
+/* Over the limit once serialized (what Kafka gets), though each field is within its own. */
+static void event_larger_than_kafka_takes_is_too_large(void **state)
+{
+	(void)state;
+	const char *j = "{\"id\":\"big\"," HEAD("balance.changed") ACCOUNT BAL_DATA "}";
+	json_t *obj = json_loads(j, 0, NULL);
+	char *pad = malloc(BH_EVENT_MAX_BYTES);
+	memset(pad, 'x', BH_EVENT_MAX_BYTES - 1);
+	pad[BH_EVENT_MAX_BYTES - 1] = '\0';
+	json_object_set_new(json_object_get(obj, "data"), "note", json_string(pad));
+	struct bh_event ev;
+	char err[256] = "";
+	assert_int_equal(bh_event_from_json(obj, NULL, &ev, err, sizeof(err)), BH_EVENT_TOO_LARGE);
+	assert_non_null(strstr(err, "event: larger than"));
+	/* A little less fits. */
+	pad[BH_EVENT_MAX_BYTES - 400] = '\0';
+	json_object_set_new(json_object_get(obj, "data"), "note", json_string(pad));
+	assert_int_equal(bh_event_from_json(obj, NULL, &ev, err, sizeof(err)), 0);
+	bh_event_free(&ev);
+	free(pad);
+	json_decref(obj);
 }
 
 /* ------------------------------------------------------------- decimals */
@@ -268,6 +383,8 @@ int main(void)
 	TABLE(invalid_cases, run_invalid_case);
 	ONE(missing_id_without_fallback_is_refused);
 	ONE(oversized_message_is_refused);
+	ONE(nul_in_a_string_is_refused);
+	ONE(event_larger_than_kafka_takes_is_too_large);
 	TABLE(decimal_cases, run_decimal_case);
 	return _cmocka_run_group_tests("event", tests, n, NULL, NULL);
 }
