@@ -49,6 +49,7 @@
 #include "event.h"
 #include "grant.h"
 #include "handoff.h"
+#include "header.h"
 #include "kafka.h"
 #include "log.h"
 #include "ops_http.h"
@@ -259,19 +260,6 @@ static bool header_safe(const char *s)
 	return strpbrk(s, "\r\n") == NULL;
 }
 
-/* Headers a subscription may not set: the signature's and HTTP framing. */
-static bool header_reserved(const char *name)
-{
-	static const char *const reserved[] = {
-		"webhook-id",	  "webhook-timestamp", "webhook-signature",
-		"content-length", "transfer-encoding", "host",
-		"expect"};
-	for (size_t i = 0; i < BH_ARRAY_LEN(reserved); i++)
-		if (strcasecmp(name, reserved[i]) == 0)
-			return true;
-	return false;
-}
-
 /*
  * The request for one delivery: what the subscription's kind renders plus
  * the subscription's own headers. NULL with the reason when it cannot be
@@ -314,7 +302,7 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 	json_object_foreach (sub->headers, name, value) {
 		const char *v = json_string_value(value);
 		if (v == NULL || name[0] == '\0' || strchr(name, ':') || !header_safe(name) ||
-		    !header_safe(v) || header_reserved(name))
+		    !header_safe(v) || bh_header_reserved(name)) /* the API refused these */
 			continue;
 		line = bh_xasprintf("%s: %s", name, v);
 		job->custom = curl_slist_append(job->custom, line);
