@@ -116,6 +116,7 @@ struct metrics {
 struct worker {
 	struct bh_config cfg;
 	struct metrics m;
+	bool log_all_attempts; /* log.attempts: all */
 	struct bh_handoff *handoff;
 	struct bh_kafka_producer *producer; /* dead-letter queue; thread-safe */
 	struct bh_ops_http *ops;
@@ -325,8 +326,13 @@ static void outcome(struct worker *w, const struct bh_attempt_record *rec, const
 		atomic_fetch_add(&w->m.failed, 1);
 	else
 		atomic_fetch_add(&w->m.retrying, 1);
-	bh_info_ctx(&ctx, "attempt: http %d in %d ms -> %s%s%s", ar->http_status, ar->duration_ms,
-		    names[rec->state], ar->error ? ": " : "", ar->error ? ar->error : "");
+	/* A success is the common case: one line each only when asked (log.attempts). */
+	enum bh_log_level level = rec->state == BH_DELIVERY_SUCCEEDED && !w->log_all_attempts
+					  ? BH_LOG_DEBUG
+					  : BH_LOG_INFO;
+	bh_log_write(level, &ctx, __FILE__, __LINE__, "attempt: http %d in %d ms -> %s%s%s",
+		     ar->http_status, ar->duration_ms, names[rec->state], ar->error ? ": " : "",
+		     ar->error ? ar->error : "");
 }
 
 /*
@@ -946,6 +952,7 @@ static int worker_init(struct worker *w, int argc, char **argv)
 	if (bh_log_parse_level(w->cfg.log_level, &level) == 0)
 		bh_log_set_level(level);
 	bh_log_set_json(strcmp(log_format ? log_format : w->cfg.log_format, "json") == 0);
+	w->log_all_attempts = strcmp(w->cfg.log_attempts, "all") == 0;
 	/* 2. signals: only a flag; SIGPIPE would kill us on a closed socket */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
