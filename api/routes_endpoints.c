@@ -12,6 +12,7 @@
 
 #include "body.h"
 #include "delivery.h"
+#include "header.h"
 #include "log.h"
 #include "net.h"
 #include "server.h"
@@ -26,13 +27,6 @@
 
 static const char *const event_types[] = {"transaction.created", "balance.changed",
 					  "payment.updated"};
-
-/*
- * Headers bankhook sets itself on every delivery (or that would break the
- * framing of the request) cannot be overridden by an endpoint.
- */
-static const char *const reserved_headers[] = {"content-type", "content-length",    "user-agent",
-					       "host",	       "transfer-encoding", "connection"};
 
 static const char *const endpoint_fields[] = {
 	"url",	   "description", "event_types",      "filter",	   "headers",
@@ -121,10 +115,8 @@ static int check_headers(struct bh_request *req, json_t *v)
 					   "headers: \"%.100s\" is not a valid header name", name);
 			return -1;
 		}
-		bool reserved = strncasecmp(name, "webhook-", 8) == 0;
-		for (size_t i = 0; i < BH_ARRAY_LEN(reserved_headers) && !reserved; i++)
-			reserved = strcasecmp(name, reserved_headers[i]) == 0;
-		if (reserved) {
+		/* What the worker would override or what would break the request. */
+		if (bh_header_reserved(name)) {
 			bh_api_reply_error(req, 400, "invalid_field",
 					   "headers.%s: set by bankhook, cannot be overridden",
 					   name);

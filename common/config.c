@@ -99,6 +99,7 @@ static const struct conf_key conf_keys[] = {
 	BOOL("psd2", "test_clock", psd2_test_clock, "false"),
 	STR("log", "level", log_level, "info"),
 	STR("log", "format", log_format, "text"),
+	STR("log", "attempts", log_attempts, "failures"),
 };
 
 static const char *const type_names[] = {"string", "integer", "boolean"};
@@ -364,6 +365,11 @@ int bh_config_load(struct bh_config *cfg, const char *path, char *errbuf, size_t
 	if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
 		snprintf(errbuf, errlen, "%s: log.format: expected text or json, got \"%s\"", file,
 			 cfg->log_format);
+		return -1;
+	}
+	if (strcmp(cfg->log_attempts, "failures") != 0 && strcmp(cfg->log_attempts, "all") != 0) {
+		snprintf(errbuf, errlen, "%s: log.attempts: expected failures or all, got \"%s\"",
+			 file, cfg->log_attempts);
 		return -1;
 	}
 	return 0;

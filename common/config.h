@@ -91,6 +91,7 @@ struct bh_config {
 	/* log */
 	char *log_level;
 	char *log_format;
+	char *log_attempts; /* failures (a success at debug) | all (a success at info) */
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "retry.h"
 
 /* Epoch milliseconds of a timestamptz column, for bh_format_time. */
 #define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
@@ -551,16 +552,6 @@ static char *utf8_clean(const char *s)
 	return out;
 }
 
-/* Seconds before the next attempt after `attempts` failed ones, jittered. */
-static double next_delay(const struct bh_config *cfg, int attempts)
-{
-	double d = cfg->delivery_schedule[attempts];
-	double j = cfg->delivery_jitter_percent / 100.0;
-	if (d > 0 && j > 0)
-		d *= bh_random_uniform(1.0 - j, 1.0 + j);
-	return d;
-}
-
 /* Appends id to a JSON array of strings unless it is there already. */
 static void add_unique(json_t *arr, const char *id)
 {
@@ -593,9 +584,34 @@ static int exec_json(struct bh_db *db, const char *sql, json_t *arg)
 	return rc;
 }
 
+/* The attempt as the retry policy sees it. */
+static struct bh_attempt_outcome outcome_of(const struct bh_attempt_result *r)
+{
+	return (struct bh_attempt_outcome){.http_status = r->http_status,
+					   .error = r->error != NULL,
+					   .permanent = r->permanent,
+					   .retry_after_s = r->retry_after_s};
+}
+
 static bool attempt_succeeded(const struct bh_attempt_result *r)
 {
-	return r->error == NULL && r->http_status >= 200 && r->http_status < 300;
+	struct bh_attempt_outcome o = outcome_of(r);
+	return bh_retry_succeeded(&o);
+}
+
+/* Where a decision leaves the delivery row (the subscription is done apart). */
+static enum bh_delivery_state state_of(enum bh_retry_action a)
+{
+	switch (a) {
+	case BH_RETRY_SUCCEEDED:
+		return BH_DELIVERY_SUCCEEDED;
+	case BH_RETRY_AT:
+		return BH_DELIVERY_PENDING;
+	case BH_RETRY_FAILED:
+	case BH_RETRY_DISABLE:
+		break;
+	}
+	return BH_DELIVERY_FAILED;
 }
 
 static int rec_ptr_cmp(const void *a, const void *b)
@@ -666,6 +682,8 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 				struct bh_attempt_record *recs, int n, char *errbuf, size_t errlen)
 {
 	static const char *const names[] = {"pending", "succeeded", "failed"};
+	struct bh_retry_policy policy;
+	bh_retry_policy_from_config(&policy, cfg);
 	int rc = -1;
 	PGresult *locked = NULL;
 	int *extra = NULL;
@@ -738,33 +756,19 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 			continue;
 		}
 		int n_attempt = atoi(PQgetvalue(locked, row, 1)) + ++extra[row];
-		/* Attempts since the last manual retry or replay: where the schedule is. */
-		int step = n_attempt - atoi(PQgetvalue(locked, row, 3));
-		if (step < 1)
-			step = 1;
-		bool success = attempt_succeeded(r);
-		bool is_gone = r->http_status == 410;
-		int retry_after = 0;
-		if ((r->http_status == 429 || r->http_status == 503) && r->retry_after_s > 0)
-			retry_after = r->retry_after_s < BH_RETRY_AFTER_MAX_S
-					      ? r->retry_after_s
-					      : BH_RETRY_AFTER_MAX_S;
-		enum bh_delivery_state next = BH_DELIVERY_PENDING;
-		double delay = 0;
-		if (success)
-			next = BH_DELIVERY_SUCCEEDED;
-		else if (is_gone || r->permanent || step >= cfg->delivery_schedule_len)
-			next = BH_DELIVERY_FAILED;
-		else
-			delay = next_delay(cfg, step);
-		if (next == BH_DELIVERY_PENDING && delay < retry_after)
-			delay = retry_after;
-		/*
-		 * Two attempts can overlap when a lease ran out mid-transfer; a
-		 * delivery that already finished keeps its outcome.
-		 */
-		if (strcmp(status[row], "pending") != 0 && next != BH_DELIVERY_SUCCEEDED)
-			next = BH_DELIVERY_FAILED;
+		struct bh_attempt_outcome o = outcome_of(r);
+		struct bh_retry_position at = {
+			/* Attempts since the last manual retry or replay: where the schedule is. */
+			.step = n_attempt - atoi(PQgetvalue(locked, row, 3)),
+			/* Two attempts can overlap when a lease ran out mid-transfer. */
+			.finished = strcmp(status[row], "pending") != 0,
+			.failing_since_ms = 0, /* not read here: the scheduler's sweep */
+			.now_ms = bh_now_ms(),
+			.jitter = bh_random_uniform(0.0, 1.0)};
+		struct bh_retry_decision dec = bh_retry_decide(&policy, &o, &at);
+		enum bh_delivery_state next = state_of(dec.action);
+		double delay = dec.action == BH_RETRY_AT ? dec.delay_s : 0;
+		int retry_after = dec.retry_after_s;
 		if (strcmp(status[row], "succeeded") != 0)
 			status[row] = (char *)names[next];
 		rec->state = next;
@@ -796,14 +800,19 @@ int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 	/* A subscription's last outcome in the batch decides its health. */
 	for (int i = 0; i < n; i++) {
 		const struct bh_attempt_record *rec = &recs[i];
-		if (rec->r.http_status == 410) {
+		struct bh_attempt_outcome o = outcome_of(&rec->r);
+		switch (bh_retry_health(&o)) {
+		case BH_RETRY_HEALTH_GONE:
 			add_unique(gone, rec->subscription_id);
-		} else if (attempt_succeeded(&rec->r)) {
+			break;
+		case BH_RETRY_HEALTH_OK:
 			remove_str(failing, rec->subscription_id);
 			add_unique(ok, rec->subscription_id);
-		} else {
+			break;
+		case BH_RETRY_HEALTH_FAILING:
 			remove_str(ok, rec->subscription_id);
 			add_unique(failing, rec->subscription_id);
+			break;
 		}
 	}
 

@@ -164,12 +164,11 @@ struct bh_attempt_result {
 enum bh_delivery_state { BH_DELIVERY_PENDING, BH_DELIVERY_SUCCEEDED, BH_DELIVERY_FAILED };
 
 /*
- * Records one attempt and moves the delivery on, in one transaction:
- * 2xx -> 'succeeded' (subscription last_success_at = now, failing_since
- * cleared); failure -> next_attempt_at = now + schedule[attempts -
- * schedule_base] seconds ± jitter_percent, or at least the Retry-After of a
- * 429/503 (bounded to BH_RETRY_AFTER_MAX_S), or 'failed' once the schedule
- * is used up (subscription
+ * Records one attempt and moves the delivery on, in one transaction, as
+ * bh_retry_decide (retry.h) decides with the delivery's step on its
+ * schedule (attempts - schedule_base): 2xx -> 'succeeded' (subscription
+ * last_success_at = now, failing_since cleared); failure -> pending with
+ * next_attempt_at = now + the decided delay, or 'failed' (subscription
  * failing_since set if unset); 410 Gone -> 'failed' and the subscription
  * disabled at once. *state says which (may be NULL). 0 or -1 with errbuf.
  */
@@ -194,14 +193,6 @@ struct bh_attempt_record {
 int bh_delivery_record_attempts(struct bh_db *db, const struct bh_config *cfg,
 				struct bh_attempt_record *recs, int n, char *errbuf,
 				size_t errlen) BH_MUSTCHECK;
-
-/*
- * Retry-After is honoured up to one hour: a receiver asking for more is
- * retried after an hour anyway (its answer is recorded), so a bad header
- * cannot park a delivery for days, and the schedule's later, longer
- * delays still apply when they are longer.
- */
-#define BH_RETRY_AFTER_MAX_S 3600
 
 /* Fails a pending delivery without an attempt (its subscription is gone or disabled). */
 int bh_delivery_fail(struct bh_db *db, const char *delivery_id, const char *reason) BH_MUSTCHECK;

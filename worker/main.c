@@ -49,6 +49,7 @@
 #include "event.h"
 #include "grant.h"
 #include "handoff.h"
+#include "header.h"
 #include "kafka.h"
 #include "log.h"
 #include "ops_http.h"
@@ -118,6 +119,7 @@ struct metrics {
 struct worker {
 	struct bh_config cfg;
 	struct metrics m;
+	bool log_all_attempts; /* log.attempts: all */
 	struct bh_handoff *handoff;
 	struct bh_kafka_producer *producer; /* dead-letter queue; thread-safe */
 	struct bh_ops_http *ops;
@@ -262,19 +264,6 @@ static bool header_safe(const char *s)
 	return strpbrk(s, "\r\n") == NULL;
 }
 
-/* Headers a subscription may not set: the signature's and HTTP framing. */
-static bool header_reserved(const char *name)
-{
-	static const char *const reserved[] = {
-		"webhook-id",	  "webhook-timestamp", "webhook-signature",
-		"content-length", "transfer-encoding", "host",
-		"expect"};
-	for (size_t i = 0; i < BH_ARRAY_LEN(reserved); i++)
-		if (strcasecmp(name, reserved[i]) == 0)
-			return true;
-	return false;
-}
-
 /*
  * The request for one delivery: what the subscription's kind renders plus
  * the subscription's own headers. NULL with the reason when it cannot be
@@ -317,7 +306,7 @@ static struct bh_send_job *job_build(const struct bh_sub *sub, const struct bh_e
 	json_object_foreach (sub->headers, name, value) {
 		const char *v = json_string_value(value);
 		if (v == NULL || name[0] == '\0' || strchr(name, ':') || !header_safe(name) ||
-		    !header_safe(v) || header_reserved(name))
+		    !header_safe(v) || bh_header_reserved(name)) /* the API refused these */
 			continue;
 		line = bh_xasprintf("%s: %s", name, v);
 		job->custom = curl_slist_append(job->custom, line);
@@ -340,8 +329,13 @@ static void outcome(struct worker *w, const struct bh_attempt_record *rec, const
 		atomic_fetch_add(&w->m.failed, 1);
 	else
 		atomic_fetch_add(&w->m.retrying, 1);
-	bh_info_ctx(&ctx, "attempt: http %d in %d ms -> %s%s%s", ar->http_status, ar->duration_ms,
-		    names[rec->state], ar->error ? ": " : "", ar->error ? ar->error : "");
+	/* A success is the common case: one line each only when asked (log.attempts). */
+	enum bh_log_level level = rec->state == BH_DELIVERY_SUCCEEDED && !w->log_all_attempts
+					  ? BH_LOG_DEBUG
+					  : BH_LOG_INFO;
+	bh_log_write(level, &ctx, __FILE__, __LINE__, "attempt: http %d in %d ms -> %s%s%s",
+		     ar->http_status, ar->duration_ms, names[rec->state], ar->error ? ": " : "",
+		     ar->error ? ar->error : "");
 }
 
 /*
@@ -1027,6 +1021,7 @@ static int worker_init(struct worker *w, int argc, char **argv)
 	if (bh_log_parse_level(w->cfg.log_level, &level) == 0)
 		bh_log_set_level(level);
 	bh_log_set_json(strcmp(log_format ? log_format : w->cfg.log_format, "json") == 0);
+	w->log_all_attempts = strcmp(w->cfg.log_attempts, "all") == 0;
 	/* 2. signals: only a flag; SIGPIPE would kill us on a closed socket */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));

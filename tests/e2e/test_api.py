@@ -52,6 +52,31 @@ def test_endpoint_url_of_wrong_type_is_400_naming_url(admin):
     assert "url" in error_of(r)["message"]
 
 
+# One reserved-header list (common/header.c) for the API and the worker: a
+# header the worker sets itself (Expect, Content-Type, webhook-*) or one that
+# would break the request's framing or connection is refused at registration
+# and on PATCH, with a 400 naming it, instead of being accepted and then
+# silently dropped or sent twice.
+@pytest.mark.parametrize("name", ["Expect", "expect", "Upgrade", "TE", "Keep-Alive",
+                                  "Proxy-Connection", "Trailer", "Content-Type",
+                                  "webhook-signature", "Webhook-Future"])
+def test_reserved_custom_header_is_400_naming_it(admin, name):
+    bank = unique("bank")
+    r = admin.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook",
+                                          "filter": {"bank_id": bank},
+                                          "headers": {"X-Team": "payments", name: "x"}})
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["code"] == "invalid_field" and f"headers.{name}" in err["message"], err
+    ep = admin.create_endpoint("http://127.0.0.1:9/hook", filter={"bank_id": bank},
+                               headers={"X-Team": "payments"})
+    r = admin.request("PATCH", f"/v1/endpoints/{ep['id']}", json={"headers": {name: "x"}})
+    assert r.status_code == 400, r.text
+    assert f"headers.{name}" in error_of(r)["message"]
+    got = admin.expect("GET", f"/v1/endpoints/{ep['id']}", 200)
+    assert got["headers"] == {"X-Team": "payments"}, got
+
+
 def test_body_over_limit_is_413(admin):
     big = '{"url":"https://example.com/","description":"' + "x" * (2 * 1024 * 1024) + '"}'
     r = admin.post("/v1/endpoints", data=big, headers={"Content-Type": "application/json"})

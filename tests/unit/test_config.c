@@ -102,6 +102,7 @@ static void check_defaults(const struct bh_config *cfg)
 	assert_int_equal(cfg->scheduler_http_port, 8082);
 	assert_string_equal(cfg->log_level, "info");
 	assert_string_equal(cfg->log_format, "text");
+	assert_string_equal(cfg->log_attempts, "failures");
 }
 
 static void check_file_values(const struct bh_config *cfg)
@@ -134,6 +135,11 @@ static void check_env_bool(const struct bh_config *cfg)
 	assert_true(cfg->delivery_allow_loopback);
 }
 
+static void check_env_log_attempts(const struct bh_config *cfg)
+{
+	assert_string_equal(cfg->log_attempts, "all");
+}
+
 static void check_comments(const struct bh_config *cfg)
 {
 	assert_int_equal(cfg->api_body_limit, 2048);
@@ -158,6 +164,7 @@ static const struct load_case load_cases[] = {
 	{"env_sets_schedule", "", "BANKHOOK_DELIVERY_SCHEDULE", "0,1,1", check_env_schedule},
 	{"env_bool_true_enables_loopback", "", "BANKHOOK_DELIVERY_ALLOW_LOOPBACK", "true",
 	 check_env_bool},
+	{"env_log_attempts_all", "", "BANKHOOK_LOG_ATTEMPTS", "all", check_env_log_attempts},
 	{"trailing_comments_are_ignored", "api:\n  body_limit: 2048   # bytes\n", NULL, NULL,
 	 check_comments},
 };
@@ -207,6 +214,8 @@ static const struct error_case error_cases[] = {
 	{"bad_schedule_names_key", "delivery:\n  schedule: \"0,soon\"\n", NULL, NULL, 0,
 	 {"delivery.schedule"}},
 	{"bad_log_level_names_key", "log:\n  level: loud\n", NULL, NULL, 0, {"log.level"}},
+	{"bad_log_attempts_names_key_and_values", "log:\n  attempts: some\n", NULL, NULL, 0,
+	 {"log.attempts", "failures or all", "some"}},
 	{"bad_env_int_names_variable", "", "BANKHOOK_API_PORT", "x80", 0,
 	 {"BANKHOOK_API_PORT", "api.port"}},
 	{"bad_env_bool_names_variable", "", "BANKHOOK_DELIVERY_ALLOW_PRIVATE", "perhaps", 0,
