@@ -12,6 +12,7 @@ publisher token of its own, so the tests do not share a bucket.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from conftest import (TEST_OVERRIDES, Api, Receiver, make_event, missing_binarie
 
 MGMT_RATE, MGMT_BURST = 5, 5
 PUBLISH_RATE, PUBLISH_BURST = 1, 60
+BATCH_BODY_LIMIT = 2 * 1024 * 1024  # above api.body_limit's default 1 MiB
 DELIVERY_TIMEOUT = 30
 # long enough for a second, duplicate event to have been delivered too
 SETTLE_S = 3
@@ -33,6 +35,7 @@ OVERRIDES = {
     "BANKHOOK_API_RATE_LIMIT_BURST": str(MGMT_BURST),
     "BANKHOOK_API_PUBLISH_RATE_LIMIT_PER_S": str(PUBLISH_RATE),
     "BANKHOOK_API_PUBLISH_RATE_LIMIT_BURST": str(PUBLISH_BURST),
+    "BANKHOOK_API_BATCH_BODY_LIMIT": str(BATCH_BODY_LIMIT),
 }
 
 
@@ -148,6 +151,31 @@ def test_batch_over_1000_events_is_400_naming_events(pstack, padmin):
     r = pub.post("/v1/events/batch", json={"events": [ev] * 1001})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["message"].startswith("events: must hold 1 to 1000"), r.text
+
+
+def test_batch_of_1000_events_over_the_body_limit_and_under_the_batch_limit(pstack, padmin):
+    pub = publisher(pstack, padmin)
+    events = []
+    for _ in range(1000):
+        ev = make_event("pub-big", "acc")
+        ev["data"]["description"] = "x" * 1400
+        events.append(ev)
+    body = json.dumps({"events": events})
+    assert 1024 * 1024 < len(body) < BATCH_BODY_LIMIT
+    r = pub.post("/v1/events/batch", data=body, headers={"Content-Type": "application/json"},
+                 timeout=60)
+    assert r.status_code == 202, r.text[:500]
+    data = r.json()["data"]
+    assert len(data) == 1000 and all("id" in d for d in data), data[:3]
+    # the other publish route keeps api.body_limit
+    one = make_event("pub-big", "acc")
+    one["data"]["description"] = "x" * (len(body) - 1000)
+    r = pub.post("/v1/events", json=one)
+    assert r.status_code == 413 and "api.body_limit" in r.text, r.text
+    # and the batch route has a limit too
+    events.extend(events)
+    r = pub.post("/v1/events/batch", json={"events": events[:1000] + events[:500]}, timeout=60)
+    assert r.status_code == 413 and "api.batch_body_limit" in r.text, r.text
 
 
 def test_batch_needs_the_publisher_role(pstack, padmin):
