@@ -136,7 +136,7 @@ static int serve(const struct bh_config *cfg)
 		bh_error("%s", err);
 		goto out;
 	}
-	/* 3. the rate limits: per token and per client (0: none), logins, scrypt runs */
+	/* 3. the rate limits: per token and per client (0: none), publishing, logins, scrypt runs */
 	if (cfg->api_rate_limit_per_s > 0)
 		api.ratelimit = bh_ratelimit_new(cfg->api_rate_limit_per_s,
 						 cfg->api_rate_limit_burst, RATELIMIT_SLOTS);
@@ -144,6 +144,10 @@ static int serve(const struct bh_config *cfg)
 		api.client_ratelimit =
 			bh_ratelimit_new(cfg->api_client_rate_limit_per_s,
 					 cfg->api_client_rate_limit_burst, RATELIMIT_SLOTS);
+	if (cfg->api_publish_rate_limit_per_s > 0)
+		api.publish_ratelimit =
+			bh_ratelimit_new(cfg->api_publish_rate_limit_per_s,
+					 cfg->api_publish_rate_limit_burst, RATELIMIT_SLOTS);
 	api.login_limit =
 		bh_ratelimit_new(cfg->api_login_rate_per_s, cfg->api_login_burst, RATELIMIT_SLOTS);
 	api.scrypt_limit = bh_ratelimit_new(cfg->api_scrypt_per_s, cfg->api_scrypt_burst, 1);
@@ -177,6 +181,7 @@ out:
 	bh_server_stop(srv, DRAIN_MS);
 	bh_ratelimit_free(api.scrypt_limit);
 	bh_ratelimit_free(api.login_limit);
+	bh_ratelimit_free(api.publish_ratelimit);
 	bh_ratelimit_free(api.client_ratelimit);
 	bh_ratelimit_free(api.ratelimit);
 	bh_kafka_producer_free(api.producer);

@@ -494,6 +494,28 @@ int bh_api_rate_limit(struct bh_request *req, const char *token)
 {
 	const struct bh_config *cfg = req->api->cfg;
 	int64_t now = bh_mono_ms();
+	/*
+	 * Publishing is a core system's traffic, not management calls: it has
+	 * its own bucket, so a bank publishing through the API is not held
+	 * to the limit meant for tenants' management calls (issue 13).
+	 */
+	if (req->publish && has_role(&req->caller, "event_publisher")) {
+		if (req->api->publish_ratelimit == NULL)
+			return 0;
+		int wait_s = bh_ratelimit_take(req->api->publish_ratelimit, token, now);
+		if (wait_s > 0) {
+			bh_api_reply_error(
+				req, 429, "rate_limited",
+				"Authorization: this token is over the publish rate limit of %d"
+				" requests a second (api.publish_rate_limit_per_s, burst %d);"
+				" retry after %d s.",
+				cfg->api_publish_rate_limit_per_s,
+				cfg->api_publish_rate_limit_burst, wait_s);
+			bh_api_reply_retry_after(req, wait_s);
+			return -1;
+		}
+		return 0;
+	}
 	if (req->api->ratelimit != NULL) {
 		int wait_s = bh_ratelimit_take(req->api->ratelimit, token, now);
 		if (wait_s > 0) {
@@ -550,6 +572,12 @@ void bh_api_reply_subscription_limit(struct bh_request *req)
 			   " subscriptions (webhooks, endpoints, configurations, in every"
 			   " dialect); delete one first.",
 			   req->api->cfg->api_max_subscriptions);
+}
+
+/* The body limit of route r (NULL: no route matched). */
+static int body_limit(const struct bh_config *cfg, const struct bh_route *r)
+{
+	return r != NULL && r->batch_body ? cfg->api_batch_body_limit : cfg->api_body_limit;
 }
 
 /* "application/json", optionally followed by parameters. */
@@ -610,6 +638,8 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 	const struct bh_route *r = route_find(req, &allow);
 	req->obp = r != NULL ? r->obp : strncmp(req->path, "/obp/", 5) == 0;
 	req->reply_error = r != NULL ? r->reply_error : path_reply_error(req->path);
+	req->publish = r != NULL && r->publish;
+	req->route = r != NULL ? r->pattern : NULL;
 	if (r == NULL) {
 		if (allow != NULL) {
 			req->reply_allow = allow;
@@ -646,8 +676,9 @@ static const char *dispatch(struct bh_request *req, const struct bh_buf *body)
 	}
 	if (body->too_big) {
 		bh_api_reply_error(req, 413, "body_too_large",
-				   "body: larger than the limit of %d bytes.",
-				   req->api->cfg->api_body_limit);
+				   "body: larger than the limit of %d bytes (%s).",
+				   body_limit(req->api->cfg, r),
+				   r->batch_body ? "api.batch_body_limit" : "api.body_limit");
 		return r->pattern;
 	}
 	if (r->needs_auth && authenticate(req) < 0)
@@ -762,13 +793,21 @@ static enum MHD_Result request_start(struct bh_server *srv, struct MHD_Connectio
 			 cfg->api_max_header_bytes);
 		return reply_early(srv, conn, method, url, 431, "headers_too_large", msg);
 	}
+	/* The route decides the body's cap: the batch route takes more. */
+	struct bh_request probe = {.api = srv->api, .method = method, .path = url, .conn = conn};
+	char *allow = NULL;
+	const struct bh_route *r = route_find(&probe, &allow);
+	free(allow);
+	params_free(&probe);
+	int limit = body_limit(cfg, r);
+	ctx->body.cap = (size_t)limit;
 	const char *cl =
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	long long n;
-	if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 && n > cfg->api_body_limit) {
+	if (cl != NULL && bh_parse_int(cl, 0, LLONG_MAX, &n) == 0 && n > limit) {
 		ctx->replied = true;
-		snprintf(msg, sizeof(msg), "body: larger than the limit of %d bytes.",
-			 cfg->api_body_limit);
+		snprintf(msg, sizeof(msg), "body: larger than the limit of %d bytes (%s).", limit,
+			 r != NULL && r->batch_body ? "api.batch_body_limit" : "api.body_limit");
 		return reply_early(srv, conn, method, url, 413, "body_too_large", msg);
 	}
 	return MHD_YES;

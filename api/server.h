@@ -39,6 +39,8 @@ struct bh_api {
 	struct bh_kafka_producer *producer;
 	struct bh_ratelimit *ratelimit; /* per-token API rate limit; NULL: none */
 	struct bh_ratelimit *client_ratelimit; /* per client, over its tokens; NULL: none */
+	/* Publish routes called with role event_publisher (or admin), per token; NULL: none. */
+	struct bh_ratelimit *publish_ratelimit;
 	/* Logins per username, password sets per client, failures' back-off; never NULL. */
 	struct bh_ratelimit *login_limit;
 	struct bh_ratelimit *scrypt_limit; /* one key: scrypt runs a second, process-wide */
@@ -76,6 +78,10 @@ struct bh_request {
 	bool body_invalid;
 	/* The route's error envelope when it is neither native nor OBP (see bh_route). */
 	bh_error_fn reply_error;
+	/* The route publishes events: its own rate limit (bh_api_rate_limit). */
+	bool publish;
+	/* The matched route's pattern, or NULL. */
+	const char *route;
 	/* Extra reply headers (bh_api_reply_header), malloc'ed. */
 	char *reply_header_names[BH_API_MAX_REPLY_HEADERS];
 	char *reply_header_values[BH_API_MAX_REPLY_HEADERS];
@@ -105,6 +111,14 @@ struct bh_route {
 	 * Unmatched paths under the same first segment answer in it too.
 	 */
 	bh_error_fn reply_error;
+	/*
+	 * Publishes events (POST /v1/events, /v1/events/batch): a caller with
+	 * role event_publisher (or admin) is held to api.publish_rate_limit_*
+	 * instead of the management limits.
+	 */
+	bool publish;
+	/* The body limit is api.batch_body_limit instead of api.body_limit. */
+	bool batch_body;
 };
 
 /* Route tables of the resource files, each ended by an entry with method NULL. */
@@ -186,7 +200,9 @@ int bh_api_query_limit(struct bh_request *req, int *out) BH_MUSTCHECK;
  * The per-token API rate limit (api.rate_limit_per_s) and the per-client
  * one over all the client's tokens (api.client_rate_limit_per_s), for the
  * dialects that authenticate by themselves; call it once the token is
- * known to be valid and req->caller filled. 0, or -1 with a 429 and
+ * known to be valid and req->caller filled. On a publish route a caller
+ * with role event_publisher (or admin) is held to the publish limit
+ * (api.publish_rate_limit_per_s, per token; 0: none) instead. 0, or -1 with a 429 and
  * Retry-After set in the route's envelope.
  */
 int bh_api_rate_limit(struct bh_request *req, const char *token) BH_MUSTCHECK;

@@ -64,6 +64,10 @@ static const struct conf_key conf_keys[] = {
 	INT("api", "scrypt_burst", api_scrypt_burst, "16", 1, 100000),
 	INT("api", "max_users_per_client", api_max_users_per_client, "1000", 1, 10000000),
 	INT("api", "max_tokens_per_client", api_max_tokens_per_client, "1000", 1, 10000000),
+	/* publishing (docs/DESIGN.md "Publishing: batch and idempotency") */
+	INT("api", "publish_rate_limit_per_s", api_publish_rate_limit_per_s, "0", 0, 10000000),
+	INT("api", "publish_rate_limit_burst", api_publish_rate_limit_burst, "1000", 1, 10000000),
+	INT("api", "batch_body_limit", api_batch_body_limit, "8388608", 1024, 64 * 1024 * 1024),
 	STR("database", "url", db_url, "postgresql://postgres@127.0.0.1:55432/bankhook"),
 	STR("database", "migrations_dir", db_migrations_dir, "deploy/migrations"),
 	INT("database", "pool_size", db_pool_size, "8", 1, 256),

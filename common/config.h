@@ -47,6 +47,10 @@ struct bh_config {
 	int api_scrypt_burst;
 	int api_max_users_per_client;
 	int api_max_tokens_per_client;
+	/* publishing (docs/DESIGN.md "Publishing: batch and idempotency") */
+	int api_publish_rate_limit_per_s; /* publish routes, per token; 0: unlimited */
+	int api_publish_rate_limit_burst;
+	int api_batch_body_limit; /* POST /v1/events/batch's body limit */
 	/* database */
 	char *db_url;
 	char *db_migrations_dir;

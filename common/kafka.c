@@ -80,8 +80,9 @@ struct bh_kafka_producer *bh_kafka_producer_new(const struct bh_config *cfg, int
 	return p;
 }
 
-static int produce(struct bh_kafka_producer *p, const char *topic, const char *key,
-		   const void *payload, size_t len, struct produce_wait *w)
+static rd_kafka_resp_err_t produce_one(struct bh_kafka_producer *p, const char *topic,
+				       const char *key, const void *payload, size_t len,
+				       struct produce_wait *w)
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -96,11 +97,15 @@ static int produce(struct bh_kafka_producer *p, const char *topic, const char *k
 					RD_KAFKA_V_VALUE((void *)payload, len),
 					RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
 	}
-	if (err) {
+	if (err)
 		bh_warn("kafka: produce to %s: %s", topic, rd_kafka_err2str(err));
-		return -1;
-	}
-	return 0;
+	return err;
+}
+
+static int produce(struct bh_kafka_producer *p, const char *topic, const char *key,
+		   const void *payload, size_t len, struct produce_wait *w)
+{
+	return produce_one(p, topic, key, payload, len, w) ? -1 : 0;
 }
 
 int bh_kafka_produce_sync(struct bh_kafka_producer *p, const char *topic, const char *key,
@@ -123,6 +128,34 @@ int bh_kafka_produce_sync(struct bh_kafka_producer *p, const char *topic, const 
 		return -1;
 	}
 	return 0;
+}
+
+int bh_kafka_produce_batch(struct bh_kafka_producer *p, const char *topic,
+			   struct bh_kafka_msg *msgs, size_t n)
+{
+	struct produce_wait *w = bh_xcalloc(n > 0 ? n : 1, sizeof(*w));
+	int failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		msgs[i].err =
+			produce_one(p, topic, msgs[i].key, msgs[i].payload, msgs[i].len, &w[i]);
+		if (msgs[i].err)
+			atomic_store(&w[i].done, 1); /* never queued: no report will come */
+	}
+	/*
+	 * As in bh_kafka_produce_sync: every report arrives, at the latest
+	 * when message.timeout.ms expires, so w outlives every report that
+	 * points into it.
+	 */
+	for (size_t i = 0; i < n; i++)
+		while (!atomic_load(&w[i].done))
+			rd_kafka_poll(p->rk, 20);
+	for (size_t i = 0; i < n; i++) {
+		if (!msgs[i].err)
+			msgs[i].err = w[i].err;
+		failed += msgs[i].err != RD_KAFKA_RESP_ERR_NO_ERROR;
+	}
+	free(w);
+	return failed;
 }
 
 int bh_kafka_produce(struct bh_kafka_producer *p, const char *topic, const char *key,

@@ -27,6 +27,23 @@ struct bh_kafka_producer *bh_kafka_producer_new(const struct bh_config *cfg, int
 int bh_kafka_produce_sync(struct bh_kafka_producer *p, const char *topic, const char *key,
 			  const void *payload, size_t len, char *errbuf,
 			  size_t errlen) BH_MUSTCHECK;
+/* One message of a bh_kafka_produce_batch(); err is filled by it. */
+struct bh_kafka_msg {
+	const char *key;     /* borrowed; NULL: none */
+	const void *payload; /* borrowed */
+	size_t len;
+	rd_kafka_resp_err_t err; /* out: RD_KAFKA_RESP_ERR_NO_ERROR once acknowledged */
+};
+/*
+ * Queues every message of msgs to topic, then waits once until the broker
+ * acknowledged or refused each (at the latest the producer's timeout):
+ * one produce batch, one wait, however many messages. Each message's own
+ * outcome is in its err (a message that could not even be queued has
+ * RD_KAFKA_RESP_ERR__QUEUE_FULL or the reason librdkafka gave). Safe from
+ * several threads at once. Returns how many failed.
+ */
+int bh_kafka_produce_batch(struct bh_kafka_producer *p, const char *topic,
+			   struct bh_kafka_msg *msgs, size_t n);
 /* Queues one message; the caller calls bh_kafka_flush() before relying on it. */
 int bh_kafka_produce(struct bh_kafka_producer *p, const char *topic, const char *key,
 		     const void *payload, size_t len) BH_MUSTCHECK;

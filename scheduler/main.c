@@ -16,6 +16,7 @@
 #include "config.h"
 #include "db.h"
 #include "delivery.h"
+#include "idempotency.h"
 #include "kafka.h"
 #include "log.h"
 #include "ops_http.h"
@@ -301,6 +302,11 @@ static bool retention_pass(struct scheduler *s)
 			if (t < 0)
 				bh_warn("retention: refresh tasks: %s", bh_db_errmsg(s->db));
 			events_left = events_left || t == RETENTION_EVENTS_BATCH;
+			/* Idempotency answers past their 24 hours (reads ignore them already). */
+			long long k = bh_idem_purge(s->db, RETENTION_EVENTS_BATCH);
+			if (k < 0)
+				bh_warn("retention: idempotency keys: %s", bh_db_errmsg(s->db));
+			events_left = events_left || k == RETENTION_EVENTS_BATCH;
 		}
 	}
 	return attempts_left || events_left;

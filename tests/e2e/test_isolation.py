@@ -119,6 +119,7 @@ class World:
     bank: str
     b_account: str
     ids: dict  # B's resources by name
+    a_publisher: str = ""  # a token of A's client with role event_publisher
 
     def b_state(self) -> dict[str, str]:
         """A digest of every row B owns, per table."""
@@ -143,6 +144,8 @@ class World:
                              f" WHERE client_id = '{c}'",
             "psd2_tasks": f"SELECT row_to_json(x)::text FROM psd2_tasks x WHERE client_id = '{c}'",
             "bank": f"SELECT row_to_json(x)::text FROM banks x WHERE bank_id = '{self.bank}'",
+            "idempotency_keys": f"SELECT row_to_json(x)::text FROM idempotency_keys x"
+                                f" WHERE client_id = '{c}'",
         }
         return {name: self.stack.sql(f"SELECT md5(coalesce(string_agg(r, ',' ORDER BY r), ''))"
                                      f" FROM ({q}) AS q(r)") for name, q in parts.items()}
@@ -216,7 +219,22 @@ def world(stack, admin):
     ids["task"] = r.json()["taskId"]
     wait_until(lambda: b.native("GET", f"/tpp/v1/refresh/{ids['task']}").json()["status"]
                == "COMPLETED", 90, "B's refresh task to complete")
-    yield World(stack, admin, a, b, bank, account, ids)
+
+    # B's stored publish answer under an Idempotency-Key (issue 13), for a
+    # bank nobody subscribes to, and a publisher token of A's client
+    def publisher_token(client_id: str) -> str:
+        user_id = admin.create_user(client_id)["id"]
+        admin.expect("POST", f"/v1/users/{user_id}/entitlements", 201,
+                     json={"role": "event_publisher"})
+        return admin.create_token(user_id)["token"]
+
+    ids["idem_key"] = unique("iso-idem")
+    r = requests.post(f"{stack.api_url}/v1/events/batch", json=IDEM_BODY, timeout=15,
+                      headers={"Authorization": f"Bearer {publisher_token(b.client_id)}",
+                               "Idempotency-Key": ids["idem_key"]})
+    assert r.status_code == 202, r.text
+    ids["idem_event"] = r.json()["data"][0]["id"]
+    yield World(stack, admin, a, b, bank, account, ids, publisher_token(a.client_id))
     # B's subscriptions at this bank would receive later tests' events otherwise
     for key in ("endpoint", "obp_account_webhook", "obp_notification_webhook"):
         admin.request("DELETE", f"/v1/endpoints/{ids[key]}")
@@ -225,6 +243,21 @@ def world(stack, admin):
 
 
 # ------------------------------------------------------------------ refusals
+
+
+# B's batch published under an Idempotency-Key; A sends the same (no event id: each
+# produce names its own) and must get an answer of its own.
+IDEM_BODY = {"events": [make_event("iso-idem-nobody", "iso-idem-acc")]}
+
+
+def idem_answer_is_own(w: World) -> None:
+    native_refused(w.a.native("POST", "/v1/events/batch", json=IDEM_BODY), (403,))
+    r = requests.post(w.stack.api_url + "/v1/events/batch", json=IDEM_BODY, timeout=15,
+                      headers={"Authorization": f"Bearer {w.a_publisher}",
+                               "Idempotency-Key": w.ids["idem_key"]})
+    assert r.status_code == 202, r.text
+    assert "Idempotent-Replayed" not in r.headers
+    assert r.json()["data"][0]["id"] != w.ids["idem_event"], r.text
 
 
 def native_refused(r: requests.Response, statuses=(403, 404)) -> None:
@@ -483,6 +516,7 @@ CASES: dict[str, Case] = {
         "since": "2000-01-01T00:00:00Z"}),
     "POST /v1/events": attack(lambda w: native_refused(
         w.a.native("POST", "/v1/events", json=make_event(w.bank, w.b_account)), (403,))),
+    "POST /v1/events/batch": attack(idem_answer_is_own),
     "GET /v1/events/{id}": attack(lambda w: native_refused(
         w.a.native("GET", f"/v1/events/{w.ids['event']}"), (404,))),
     "GET /v1/deliveries": listing(l_deliveries),
