@@ -160,47 +160,38 @@ int bh_identity_password_allowed(struct bh_request *req, const char *client_id)
 
 /* ---------------------------------------------------------------- per-client caps */
 
+/* bh_db_insert_capped's insert step: one statement, its result kept. */
+struct sql_insert {
+	const char *sql;
+	int nparams;
+	const char *const *params;
+	PGresult *res;
+};
+
+static int sql_insert_step(struct bh_db *db, void *ctx)
+{
+	struct sql_insert *s = ctx;
+	s->res = bh_db_query(db, s->sql, s->nparams, s->params);
+	return s->res != NULL ? 0 : -1;
+}
+
 /*
  * Runs insert_sql unless client_id already has `max` rows by count_sql
- * (both take the client id as $1; insert_sql its own params): 0 with the
- * insert's result in *out, 1 over the cap, -1 on a database error.
- * Locking the client's row serializes creations for one client, as
- * bh_sub_insert_capped does for subscriptions.
+ * (bh_db_insert_capped): 0 with the insert's result in *out, 1 over the
+ * cap, -1 on a database error.
  */
 static int insert_capped(struct bh_db *db, const char *client_id, const char *count_sql, int max,
 			 const char *insert_sql, int nparams, const char *const *params,
 			 PGresult **out)
 {
-	const char *cparams[] = {client_id};
-	*out = NULL;
-	if (bh_db_begin(db) < 0)
-		return -1;
-	PGresult *res = bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1,
-				    cparams);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
-	res = bh_db_query(db, count_sql, 1, cparams);
-	if (res == NULL)
-		goto fail;
-	long long count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	if (count >= max) {
-		bh_db_rollback(db);
-		return 1;
+	struct sql_insert s = {.sql = insert_sql, .nparams = nparams, .params = params};
+	int rc = bh_db_insert_capped(db, client_id, count_sql, max, sql_insert_step, &s);
+	if (rc != 0) {
+		PQclear(s.res);
+		s.res = NULL;
 	}
-	*out = bh_db_query(db, insert_sql, nparams, params);
-	if (*out == NULL)
-		goto fail;
-	if (bh_db_commit(db) < 0) {
-		PQclear(*out);
-		*out = NULL;
-		return -1;
-	}
-	return 0;
-fail:
-	bh_db_rollback(db); /* keeps the failed statement's sqlstate */
-	return -1;
+	*out = s.res;
+	return rc;
 }
 
 int bh_identity_token_insert(struct bh_request *req, const char *id, const char *user_id,

@@ -123,6 +123,62 @@ void bh_db_rollback(struct bh_db *db)
 	db->in_tx = false;
 }
 
+json_t *bh_db_seq_page_json(struct bh_db *db, const char *sql, const char *owner, int limit,
+			    const char *cursor, json_t *(*row_json)(const PGresult *res, int row),
+			    int seq_col, char *errbuf, size_t errlen)
+{
+	long long after = 0;
+	char limit_text[16];
+	/* The cursor is the seq of the last row shown; opaque to clients. */
+	if (cursor != NULL && bh_parse_int(cursor, 1, (1LL << 62), &after) < 0) {
+		snprintf(errbuf, errlen, "cursor: must be the next_cursor of a previous page");
+		return NULL;
+	}
+	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	const char *params[] = {owner, cursor, limit_text};
+	PGresult *res = bh_db_query(db, sql, 3, params);
+	if (res == NULL) {
+		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
+		return NULL;
+	}
+	int n = PQntuples(res);
+	json_t *data = json_array();
+	for (int i = 0; i < n && i < limit; i++)
+		json_array_append_new(data, row_json(res, i));
+	/* One row more than asked for says whether another page exists. */
+	json_t *next = n > limit ? json_string(PQgetvalue(res, limit - 1, seq_col)) : json_null();
+	PQclear(res);
+	return json_pack("{s:o,s:o}", "data", data, "next_cursor", next);
+}
+
+int bh_db_insert_capped(struct bh_db *db, const char *client_id, const char *count_sql,
+			long long max, int (*insert)(struct bh_db *db, void *ctx), void *ctx)
+{
+	const char *params[] = {client_id};
+	if (bh_db_begin(db) < 0)
+		return -1;
+	PGresult *res =
+		bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1, params);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	res = bh_db_query(db, count_sql, 1, params);
+	if (res == NULL)
+		goto fail;
+	long long count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (count >= max) {
+		bh_db_rollback(db);
+		return 1;
+	}
+	if (insert(db, ctx) < 0)
+		goto fail;
+	return bh_db_commit(db) < 0 ? -1 : 0;
+fail:
+	bh_db_rollback(db); /* keeps the failed statement's sqlstate */
+	return -1;
+}
+
 const char *bh_db_sqlstate(const struct bh_db *db)
 {
 	return db->sqlstate;

@@ -7,6 +7,7 @@
 #ifndef BH_COMMON_DB_H
 #define BH_COMMON_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 
@@ -34,6 +35,32 @@ int bh_db_exec(struct bh_db *db, const char *sql, int nparams,
 int bh_db_begin(struct bh_db *db) BH_MUSTCHECK;
 int bh_db_commit(struct bh_db *db) BH_MUSTCHECK;
 void bh_db_rollback(struct bh_db *db);
+
+/*
+ * Per-client caps (subscriptions, users, tokens): in one transaction, runs
+ * insert(db, ctx) unless client_id already has `max` rows by count_sql
+ * ($1 is the client id). Locking the client's row makes a second creation
+ * for the client wait until this one commits, so the count (a statement
+ * of its own) sees it and the cap holds under races; NO KEY UPDATE leaves
+ * foreign-key checks on the row unblocked. insert returns 0 or -1. 0 once
+ * committed, 1 over the cap (nothing written), -1 on a database error
+ * (bh_db_sqlstate() says why). Not within a caller's transaction.
+ */
+/*
+ * One page of a list ordered by a seq column, newest first: sql takes $1
+ * (the owner, passed through), $2 (the cursor: the seq of the last row
+ * shown, or NULL) and $3 (limit + 1), and returns each row's seq in column
+ * seq_col; row_json turns a row into the list's item. Returns
+ * {"data":[...],"next_cursor":...}, or NULL with errbuf starting
+ * "cursor:" for a cursor no page gave, else "database: ...".
+ */
+json_t *bh_db_seq_page_json(struct bh_db *db, const char *sql, const char *owner, int limit,
+			    const char *cursor, json_t *(*row_json)(const PGresult *res, int row),
+			    int seq_col, char *errbuf, size_t errlen) BH_MUSTCHECK;
+
+int bh_db_insert_capped(struct bh_db *db, const char *client_id, const char *count_sql,
+			long long max, int (*insert)(struct bh_db *db, void *ctx),
+			void *ctx) BH_MUSTCHECK;
 
 /* SQLSTATE of the last failure ("" if none) and its message. */
 const char *bh_db_sqlstate(const struct bh_db *db);

@@ -221,32 +221,11 @@ int bh_grant_insert(struct bh_db *db, const char *client_id, const char *bank_id
 json_t *bh_grant_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,
 			   char *errbuf, size_t errlen)
 {
-	long long after = 0;
-	char limit_text[16];
-	/* The cursor is the seq of the last row shown; opaque to clients. */
-	if (cursor != NULL && bh_parse_int(cursor, 1, (1LL << 62), &after) < 0) {
-		snprintf(errbuf, errlen, "cursor: must be the next_cursor of a previous page");
-		return NULL;
-	}
-	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
-	const char *params[] = {client_id, cursor, limit_text};
-	PGresult *res = bh_db_query(db,
-				    "SELECT " GRANT_COLUMNS " FROM grants g WHERE g.client_id = $1"
-				    " AND ($2::bigint IS NULL OR g.seq < $2::bigint)"
-				    " ORDER BY g.seq DESC LIMIT $3::int",
-				    3, params);
-	if (res == NULL) {
-		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
-		return NULL;
-	}
-	int n = PQntuples(res);
-	json_t *data = json_array();
-	for (int i = 0; i < n && i < limit; i++)
-		json_array_append_new(data, grant_row_json(res, i));
-	/* One row more than asked for says whether another page exists. */
-	json_t *next = n > limit ? json_string(PQgetvalue(res, limit - 1, 7)) : json_null();
-	PQclear(res);
-	return json_pack("{s:o,s:o}", "data", data, "next_cursor", next);
+	return bh_db_seq_page_json(db,
+				   "SELECT " GRANT_COLUMNS " FROM grants g WHERE g.client_id = $1"
+				   " AND ($2::bigint IS NULL OR g.seq < $2::bigint)"
+				   " ORDER BY g.seq DESC LIMIT $3::int",
+				   client_id, limit, cursor, grant_row_json, 7, errbuf, errlen);
 }
 
 int bh_grant_get_json(struct bh_db *db, const char *client_id, const char *id, json_t **out)

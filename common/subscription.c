@@ -484,77 +484,42 @@ out:
 	return rc;
 }
 
+/* bh_db_insert_capped's insert step: the row as JSON into ctx. */
+struct sub_insert_ctx {
+	const struct bh_sub_new *n;
+	json_t *row;
+};
+
+static int sub_insert_step(struct bh_db *db, void *ctx)
+{
+	struct sub_insert_ctx *c = ctx;
+	c->row = bh_sub_insert(db, c->n);
+	return c->row != NULL ? 0 : -1;
+}
+
 int bh_sub_insert_capped(struct bh_db *db, const struct bh_sub_new *n, int max, json_t **out)
 {
-	const char *params[] = {n->client_id};
-	*out = NULL;
-	if (bh_db_begin(db) < 0)
-		return -1;
-	/*
-	 * Locking the client's row makes a second creation for the client wait
-	 * until this one commits; the count, a statement of its own, then sees
-	 * it. NO KEY UPDATE leaves foreign-key checks on the row unblocked.
-	 */
-	PGresult *res =
-		bh_db_query(db, "SELECT 1 FROM clients WHERE id = $1 FOR NO KEY UPDATE", 1, params);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
-	res = bh_db_query(db, "SELECT count(*) FROM subscriptions WHERE client_id = $1", 1, params);
-	if (res == NULL)
-		goto fail;
-	long long count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	if (count >= max) {
-		bh_db_rollback(db);
-		return BH_SUB_LIMIT;
+	struct sub_insert_ctx c = {.n = n};
+	int rc = bh_db_insert_capped(db, n->client_id,
+				     "SELECT count(*) FROM subscriptions WHERE client_id = $1", max,
+				     sub_insert_step, &c);
+	if (rc != 0) {
+		json_decref(c.row); /* inserted, then the commit failed */
+		c.row = NULL;
 	}
-	*out = bh_sub_insert(db, n);
-	if (*out == NULL)
-		goto fail;
-	if (bh_db_commit(db) < 0) {
-		json_decref(*out);
-		*out = NULL;
-		return -1;
-	}
-	return 0;
-fail:
-	bh_db_rollback(db); /* keeps the failed statement's sqlstate */
-	return -1;
+	*out = c.row;
+	return rc == 1 ? BH_SUB_LIMIT : rc;
 }
 
 json_t *bh_sub_list_json(struct bh_db *db, const char *client_id, int limit, const char *cursor,
 			 char *errbuf, size_t errlen)
 {
-	json_t *page = NULL;
-	long long after = 0;
-	char limit_text[16];
-	/* The cursor is the seq of the last row shown; opaque to clients. */
-	if (cursor != NULL && bh_parse_int(cursor, 1, (1LL << 62), &after) < 0) {
-		snprintf(errbuf, errlen, "cursor: must be the next_cursor of a previous page");
-		return NULL;
-	}
-	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
-	const char *params[] = {client_id, cursor, limit_text};
-	PGresult *res = bh_db_query(db,
-				    "SELECT " BH_SUB_COLUMNS " FROM subscriptions s"
-				    " WHERE ($1::text IS NULL OR s.client_id = $1)"
-				    " AND ($2::bigint IS NULL OR s.seq < $2::bigint)"
-				    " ORDER BY s.seq DESC LIMIT $3::int",
-				    3, params);
-	if (res == NULL) {
-		snprintf(errbuf, errlen, "database: %s", bh_db_errmsg(db));
-		return NULL;
-	}
-	int n = PQntuples(res);
-	json_t *data = json_array();
-	for (int i = 0; i < n && i < limit; i++)
-		json_array_append_new(data, bh_sub_row_json(res, i));
-	/* One row more than asked for says whether another page exists. */
-	json_t *next = n > limit ? json_string(PQgetvalue(res, limit - 1, 15)) : json_null();
-	page = json_pack("{s:o,s:o}", "data", data, "next_cursor", next);
-	PQclear(res);
-	return page;
+	return bh_db_seq_page_json(db,
+				   "SELECT " BH_SUB_COLUMNS " FROM subscriptions s"
+				   " WHERE ($1::text IS NULL OR s.client_id = $1)"
+				   " AND ($2::bigint IS NULL OR s.seq < $2::bigint)"
+				   " ORDER BY s.seq DESC LIMIT $3::int",
+				   client_id, limit, cursor, bh_sub_row_json, 15, errbuf, errlen);
 }
 
 int bh_sub_get_json(struct bh_db *db, const char *client_id, const char *id, json_t **out)
