@@ -214,6 +214,9 @@ enum bh_dest_verdict bh_dest_admit(const struct bh_dest_table *t, const struct b
 		return BH_DEST_DEAD;
 	if (d->in_flight >= d->window)
 		return BH_DEST_WAIT;
+	/* It stopped answering: no more until one answers (or it is dead). */
+	if (d->in_flight > 0 && now_ms - d->progress_ms > t->lim.stall_ms)
+		return BH_DEST_WAIT;
 	int global = t->lim.global_max;
 	if (t->in_flight >= global)
 		return BH_DEST_WAIT;

@@ -13,7 +13,10 @@
  * row the destination is dead for a back-off: its deliveries are not
  * started, nor held here, but left pending in PostgreSQL. When the back-off
  * ends one probe may run (window 1); an answer revives the destination, a
- * failure kills it again for twice the back-off (capped).
+ * failure kills it again for twice the back-off (capped). A host with
+ * transfers running and none answered for stall_ms gets no new transfer
+ * until one answers: one busy a moment ago may have a wide window, and a
+ * sudden silence must not fill it.
  *
  * The global slots are shared fairly among hosts: a host may always have
  * a newcomer's share running (global / (hosts running + 1)), and more than

@@ -195,7 +195,7 @@ static void failed_probe_doubles_backoff_capped_and_answer_revives(void **state)
 	bh_dest_table_free(t);
 }
 
-static void stalled_when_running_without_answer(void **state)
+static void stalled_when_running_without_answer_and_then_waits(void **state)
 {
 	(void)state;
 	struct bh_dest_table *t = bh_dest_table_new(&LIMITS);
@@ -204,9 +204,13 @@ static void stalled_when_running_without_answer(void **state)
 	bh_dest_started(t, d, 1000);
 	assert_false(bh_dest_stalled(t, d, 3000));
 	assert_true(bh_dest_stalled(t, d, 3001));
-	bh_dest_started(t, d, 3001);
+	/* Stalled: its window has room, but no new transfer starts. */
+	assert_int_equal(bh_dest_admit(t, d, 3000), BH_DEST_GO);
+	assert_int_equal(bh_dest_admit(t, d, 3001), BH_DEST_WAIT);
+	bh_dest_started(t, d, 3000);
 	finish_n(t, d, 1, BH_DEST_ANSWERED, 3500);
 	assert_false(bh_dest_stalled(t, d, 5500));
+	assert_int_equal(bh_dest_admit(t, d, 5500), BH_DEST_GO);
 	assert_true(bh_dest_stalled(t, d, 5501));
 	bh_dest_table_free(t);
 }
@@ -332,7 +336,7 @@ int main(void)
 		cmocka_unit_test(window_halves_per_failure_never_below_one),
 		cmocka_unit_test(consecutive_failures_mark_host_dead_until_backoff_ends),
 		cmocka_unit_test(failed_probe_doubles_backoff_capped_and_answer_revives),
-		cmocka_unit_test(stalled_when_running_without_answer),
+		cmocka_unit_test(stalled_when_running_without_answer_and_then_waits),
 		cmocka_unit_test(global_cap_holds_over_every_host),
 		cmocka_unit_test(busy_host_leaves_a_newcomer_its_share),
 		cmocka_unit_test(dead_host_never_holds_slots_others_need),
