@@ -24,6 +24,8 @@ struct bh_dest {
 	int backoff_ms;	     /* the next dead period */
 	int64_t progress_ms; /* last answer, or when the first running transfer started */
 	int64_t failed_ms;   /* last failure */
+	int queued;	     /* jobs for it waiting in the sender */
+	struct bh_pace pace; /* of its answers */
 	char key[];
 };
 
@@ -43,6 +45,24 @@ static int min_int(int a, int b)
 static int max_int(int a, int b)
 {
 	return a > b ? a : b;
+}
+
+void bh_pace_tick(struct bh_pace *p, int64_t now_ms)
+{
+	if (p->window_ms == 0)
+		p->window_ms = now_ms;
+	p->done++;
+	if (now_ms - p->window_ms >= 1000) {
+		double pace = p->done * 1000.0 / (double)(now_ms - p->window_ms);
+		p->per_s = p->per_s < 0 ? pace : (p->per_s + pace) / 2;
+		p->window_ms = now_ms;
+		p->done = 0;
+	}
+}
+
+bool bh_pace_behind(const struct bh_pace *p, int n, int drain_ms)
+{
+	return p->per_s >= 0 && n > p->per_s * drain_ms / 1000.0;
 }
 
 int bh_dest_key(const char *url, char *key, size_t keylen)
@@ -145,7 +165,7 @@ static unsigned hash_key(const char *s)
 /* Nothing refers to d and it has nothing worth remembering. */
 static bool forgettable(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now)
 {
-	if (d->refs > 0 || d->in_flight > 0)
+	if (d->refs > 0 || d->in_flight > 0 || d->queued > 0)
 		return false;
 	if (d->fails == 0)
 		return true;
@@ -177,6 +197,7 @@ struct bh_dest *bh_dest_get(struct bh_dest_table *t, const char *key, int64_t no
 	d->refs = 1;
 	d->window = min_int(BH_DEST_INITIAL_WINDOW, t->lim.host_max);
 	d->backoff_ms = t->lim.backoff_ms;
+	d->pace.per_s = -1;
 	unsigned h = hash_key(key);
 	d->next = t->buckets[h];
 	t->buckets[h] = d;
@@ -246,6 +267,7 @@ void bh_dest_finished(struct bh_dest_table *t, struct bh_dest *d, enum bh_dest_o
 		t->hosts_running--;
 	switch (outcome) {
 	case BH_DEST_ANSWERED:
+		bh_pace_tick(&d->pace, now_ms);
 		d->progress_ms = now_ms;
 		d->fails = 0;
 		d->dead_until = 0;
@@ -273,6 +295,17 @@ bool bh_dest_stalled(const struct bh_dest_table *t, const struct bh_dest *d, int
 	if (d->dead_until > now_ms)
 		return true;
 	return d->in_flight > 0 && now_ms - d->progress_ms > t->lim.stall_ms;
+}
+
+void bh_dest_queued(struct bh_dest *d, int delta)
+{
+	d->queued += delta;
+}
+
+bool bh_dest_slow(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now_ms)
+{
+	return bh_dest_stalled(t, d, now_ms) ||
+	       bh_pace_behind(&d->pace, d->queued, t->lim.drain_ms);
 }
 
 const char *bh_dest_name(const struct bh_dest *d)

@@ -37,6 +37,21 @@
 /* "https://" + a host of at most 253 characters (or a bracketed IPv6) + ":65535" */
 #define BH_DEST_KEY_MAX 280
 
+/*
+ * Transfers ended per second, over one-second windows, smoothed: a
+ * receiver's pace. Zero-initialise, then set per_s to -1 (not known yet).
+ */
+struct bh_pace {
+	int64_t window_ms; /* start of the current window; 0: none yet */
+	int done;	   /* ended in it */
+	double per_s;	   /* of the last complete windows, smoothed; < 0: not known */
+};
+
+/* One transfer ended at now_ms. */
+void bh_pace_tick(struct bh_pace *p, int64_t now_ms);
+/* True when n jobs would take more than drain_ms at this pace (false while unknown). */
+bool bh_pace_behind(const struct bh_pace *p, int n, int drain_ms);
+
 struct bh_dest_limits {
 	int global_max;	    /* delivery.max_in_flight */
 	int host_max;	    /* delivery.max_in_flight_per_host */
@@ -44,6 +59,7 @@ struct bh_dest_limits {
 	int backoff_ms;	    /* the first dead period */
 	int backoff_max_ms; /* dead periods double up to this */
 	int stall_ms;	    /* running and unanswered this long: stalled */
+	int drain_ms;	    /* a backlog longer than this at the host's pace: slow */
 };
 
 enum bh_dest_verdict {
@@ -95,6 +111,17 @@ void bh_dest_finished(struct bh_dest_table *t, struct bh_dest *d, enum bh_dest_o
 
 /* True while d is dead, or has transfers running and none answered for stall_ms. */
 bool bh_dest_stalled(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now_ms);
+/*
+ * Jobs for d waiting in the sender's queues went up or down by delta: its
+ * backlog, which bh_dest_slow weighs against its pace.
+ */
+void bh_dest_queued(struct bh_dest *d, int delta);
+/*
+ * Stalled, or its backlog would take more than drain_ms at the pace it
+ * answers: the sender keeps only a few of its jobs and leaves the rest to
+ * PostgreSQL, rather than stop reading for everyone.
+ */
+bool bh_dest_slow(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now_ms);
 
 /* For tests and metrics. */
 const char *bh_dest_name(const struct bh_dest *d);

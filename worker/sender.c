@@ -60,9 +60,7 @@ struct endpoint {
 	int64_t refill_ms; /* monotonic */
 	/* Progress, to tell a slow receiver from a busy one. */
 	int64_t progress_ms; /* monotonic: last transfer ended, or first one started */
-	int64_t window_ms;   /* start of the current one-second window */
-	int window_done;     /* transfers ended in it */
-	double done_per_s;   /* in the last complete window, smoothed; < 0: not known */
+	struct bh_pace pace; /* of its transfers ending */
 	/* Its receiving host (a reference), as its latest job's URL names it. */
 	struct bh_dest *dest;
 	/*
@@ -158,7 +156,7 @@ static struct endpoint *endpoint_get(struct bh_sender *s, const char *sub_id)
 			return e;
 	struct endpoint *e = bh_xcalloc(1, sizeof(*e));
 	e->sub_id = bh_xstrdup(sub_id);
-	e->done_per_s = -1;
+	e->pace.per_s = -1;
 	e->next = s->buckets[h];
 	s->buckets[h] = e;
 	return e;
@@ -250,8 +248,11 @@ static void endpoint_configure(struct bh_sender *s, struct endpoint *ep,
 		snprintf(key, sizeof(key), "unparsed://");
 	if (ep->dest == NULL || strcmp(bh_dest_name(ep->dest), key) != 0) {
 		int64_t now = bh_mono_ms();
+		if (ep->dest)
+			bh_dest_queued(ep->dest, -ep->queued); /* its queue moves along */
 		bh_dest_put(s->dests, ep->dest, now);
 		ep->dest = bh_dest_get(s->dests, key, now);
+		bh_dest_queued(ep->dest, ep->queued);
 	}
 	if (job->rate_limit_per_s != ep->rate) {
 		ep->rate = job->rate_limit_per_s > 0 ? job->rate_limit_per_s : 0;
@@ -301,15 +302,7 @@ static int token_wait_ms(const struct endpoint *ep)
 static void progress(struct endpoint *ep, int64_t now)
 {
 	ep->progress_ms = now;
-	if (ep->window_ms == 0)
-		ep->window_ms = now;
-	ep->window_done++;
-	if (now - ep->window_ms >= 1000) {
-		double pace = ep->window_done * 1000.0 / (double)(now - ep->window_ms);
-		ep->done_per_s = ep->done_per_s < 0 ? pace : (ep->done_per_s + pace) / 2;
-		ep->window_ms = now;
-		ep->window_done = 0;
-	}
+	bh_pace_tick(&ep->pace, now);
 }
 
 /* See SLOW_STALL_MS: such a subscription's backlog waits in PostgreSQL. */
@@ -317,10 +310,15 @@ static bool endpoint_slow(const struct bh_sender *s, const struct endpoint *ep, 
 {
 	if (ep->in_flight > 0 && now - ep->progress_ms > SLOW_STALL_MS)
 		return true;
-	/* Its host is dead or stopped answering: so is this subscription, for now. */
-	if (ep->dest && bh_dest_stalled(s->dests, ep->dest, now))
+	/* Its host is dead, stopped answering, or has more waiting than it answers in 10 s. */
+	if (ep->dest && bh_dest_slow(s->dests, ep->dest, now))
 		return true;
-	return ep->done_per_s >= 0 && ep->queued > ep->done_per_s * SLOW_DRAIN_MS / 1000.0;
+	/*
+	 * Its own pace tells about its receiver only while it runs at its own
+	 * cap; below that its host's window or the worker's slots set the pace.
+	 */
+	return ep->in_flight >= ep->max_in_flight &&
+	       bh_pace_behind(&ep->pace, ep->queued, SLOW_DRAIN_MS);
 }
 
 static void queue_push(struct bh_send_job **head, struct bh_send_job **tail, int *n,
@@ -345,6 +343,17 @@ static struct bh_send_job *queue_pop(struct bh_send_job **head, struct bh_send_j
 		*tail = NULL;
 	job->next = NULL;
 	(*n)--;
+	return job;
+}
+
+/* The oldest job of ep's queue, off every count. */
+static struct bh_send_job *endpoint_pop(struct bh_sender *s, struct endpoint *ep)
+{
+	struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
+	if (job) {
+		s->queued_total--;
+		bh_dest_queued(ep->dest, -1);
+	}
 	return job;
 }
 
@@ -643,6 +652,7 @@ static void endpoint_enqueue(struct bh_sender *s, struct endpoint *ep, struct bh
 	}
 	queue_push(&ep->qhead, &ep->qtail, &ep->queued, job);
 	s->queued_total++;
+	bh_dest_queued(ep->dest, 1);
 	/* Its own transfers ending wake it; a token or its host's slot may not. */
 	if (ep->rate > 0 || bh_dest_admit(s->dests, ep->dest, bh_mono_ms()) != BH_DEST_GO)
 		throttle_add(s, ep);
@@ -700,15 +710,13 @@ static void pump_endpoint(struct bh_sender *s, struct endpoint *ep)
 	while (ep->queued > 0 && ep->in_flight < ep->max_in_flight &&
 	       s->in_flight < s->cfg->delivery_max_in_flight) {
 		if (stale(s, ep->qhead)) {
-			struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-			s->queued_total--;
+			struct bh_send_job *job = endpoint_pop(s, ep);
 			drop(s, "waited too long", job);
 			continue;
 		}
 		enum bh_dest_verdict host = bh_dest_admit(s->dests, ep->dest, bh_mono_ms());
 		if (host == BH_DEST_DEAD) {
-			struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-			s->queued_total--;
+			struct bh_send_job *job = endpoint_pop(s, ep);
 			drop(s, "receiving host dead, backing off", job);
 			continue;
 		}
@@ -718,8 +726,7 @@ static void pump_endpoint(struct bh_sender *s, struct endpoint *ep)
 		}
 		if (!token_take(ep))
 			break;
-		struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-		s->queued_total--;
+		struct bh_send_job *job = endpoint_pop(s, ep);
 		start(s, ep, job);
 	}
 	if (ep->queued == 0 || (ep->rate == 0 && ep->in_flight >= ep->max_in_flight))
@@ -897,6 +904,7 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 		.backoff_ms = cfg->delivery_host_backoff_s * 1000,
 		.backoff_max_ms = cfg->delivery_host_backoff_max_s * 1000,
 		.stall_ms = SLOW_STALL_MS,
+		.drain_ms = SLOW_DRAIN_MS,
 	};
 	s->dests = bh_dest_table_new(&lim);
 	return s;
@@ -913,6 +921,7 @@ void bh_sender_drop_queued(struct bh_sender *s)
 		struct endpoint **pp = &s->buckets[i];
 		while (*pp) {
 			struct endpoint *ep = *pp;
+			bh_dest_queued(ep->dest, -ep->queued);
 			while ((job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued)) != NULL) {
 				held_remove(s, job->delivery_id);
 				bh_send_job_free(job);

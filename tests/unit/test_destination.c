@@ -215,6 +215,42 @@ static void stalled_when_running_without_answer_and_then_waits(void **state)
 	bh_dest_table_free(t);
 }
 
+static void host_slow_when_its_backlog_outlasts_its_pace(void **state)
+{
+	(void)state;
+	struct bh_dest_limits lim = LIMITS;
+	lim.drain_ms = 10000;
+	struct bh_dest_table *t = bh_dest_table_new(&lim);
+	struct bh_dest *d = bh_dest_get(t, "http://a:80", 0);
+	/* Pace unknown: never slow for its backlog. */
+	bh_dest_queued(d, 5000);
+	assert_false(bh_dest_slow(t, d, 0));
+	/* 100 answers a second, for two windows. */
+	for (int64_t now = 0; now <= 2000; now += 10) {
+		bh_dest_started(t, d, now);
+		bh_dest_finished(t, d, BH_DEST_ANSWERED, now);
+	}
+	/* 10 s at about 100/s: 1,000 may wait, 1,100 are too many. */
+	bh_dest_queued(d, -4000);
+	assert_false(bh_dest_slow(t, d, 2000));
+	bh_dest_queued(d, 100);
+	assert_true(bh_dest_slow(t, d, 2000));
+	/* Stalled counts as slow whatever the backlog. */
+	bh_dest_queued(d, -1100);
+	bh_dest_started(t, d, 2000);
+	assert_false(bh_dest_slow(t, d, 4000));
+	assert_true(bh_dest_slow(t, d, 4001));
+	/* While jobs wait for it, it is not forgotten. */
+	bh_dest_finished(t, d, BH_DEST_ANSWERED, 4001);
+	bh_dest_queued(d, 1);
+	bh_dest_put(t, d, 4001);
+	assert_int_equal(bh_dest_count(t), 1);
+	bh_dest_queued(d, -1);
+	bh_dest_put(t, bh_dest_hold(d), 4001);
+	assert_int_equal(bh_dest_count(t), 0);
+	bh_dest_table_free(t);
+}
+
 static void global_cap_holds_over_every_host(void **state)
 {
 	(void)state;
@@ -337,6 +373,7 @@ int main(void)
 		cmocka_unit_test(consecutive_failures_mark_host_dead_until_backoff_ends),
 		cmocka_unit_test(failed_probe_doubles_backoff_capped_and_answer_revives),
 		cmocka_unit_test(stalled_when_running_without_answer_and_then_waits),
+		cmocka_unit_test(host_slow_when_its_backlog_outlasts_its_pace),
 		cmocka_unit_test(global_cap_holds_over_every_host),
 		cmocka_unit_test(busy_host_leaves_a_newcomer_its_share),
 		cmocka_unit_test(dead_host_never_holds_slots_others_need),
