@@ -304,8 +304,17 @@ void bh_dest_queued(struct bh_dest *d, int delta)
 
 bool bh_dest_slow(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now_ms)
 {
-	return bh_dest_stalled(t, d, now_ms) ||
-	       bh_pace_behind(&d->pace, d->queued, t->lim.drain_ms);
+	if (bh_dest_stalled(t, d, now_ms))
+		return true;
+	/* Below its window, the worker's slots or CPU set its pace, not the host. */
+	if (d->in_flight < d->window)
+		return false;
+	/*
+	 * At its window, its pace would grow with the window up to the cap:
+	 * judged at the cap, so a host warming up is not called slow.
+	 */
+	int at_cap = (int)((int64_t)d->queued * d->window / t->lim.host_max);
+	return bh_pace_behind(&d->pace, at_cap, t->lim.drain_ms);
 }
 
 const char *bh_dest_name(const struct bh_dest *d)

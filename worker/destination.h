@@ -117,8 +117,10 @@ bool bh_dest_stalled(const struct bh_dest_table *t, const struct bh_dest *d, int
  */
 void bh_dest_queued(struct bh_dest *d, int delta);
 /*
- * Stalled, or its backlog would take more than drain_ms at the pace it
- * answers: the sender keeps only a few of its jobs and leaves the rest to
+ * Stalled, or running at its window with a backlog that would take more
+ * than drain_ms at the pace it answers (scaled to what that pace would be
+ * at the per-host cap: a window still growing is not the host's fault).
+ * The sender then keeps only a few of its jobs and leaves the rest to
  * PostgreSQL, rather than stop reading for everyone.
  */
 bool bh_dest_slow(const struct bh_dest_table *t, const struct bh_dest *d, int64_t now_ms);

@@ -215,28 +215,47 @@ static void stalled_when_running_without_answer_and_then_waits(void **state)
 	bh_dest_table_free(t);
 }
 
-static void host_slow_when_its_backlog_outlasts_its_pace(void **state)
+static void host_slow_when_its_backlog_outlasts_its_pace_at_its_window(void **state)
 {
 	(void)state;
 	struct bh_dest_limits lim = LIMITS;
+	lim.host_max = 20;
 	lim.drain_ms = 10000;
+	lim.dead_after = 100; /* shrunk below, never dead */
 	struct bh_dest_table *t = bh_dest_table_new(&lim);
 	struct bh_dest *d = bh_dest_get(t, "http://a:80", 0);
-	/* Pace unknown: never slow for its backlog. */
-	bh_dest_queued(d, 5000);
-	assert_false(bh_dest_slow(t, d, 0));
-	/* 100 answers a second, for two windows. */
+	/* About 100 answers a second, over two windows, one transfer at a time. */
 	for (int64_t now = 0; now <= 2000; now += 10) {
 		bh_dest_started(t, d, now);
 		bh_dest_finished(t, d, BH_DEST_ANSWERED, now);
 	}
-	/* 10 s at about 100/s: 1,000 may wait, 1,100 are too many. */
+	assert_int_equal(bh_dest_window(d), 20);
+	/* Below its window the worker, not the host, sets the pace: never slow. */
+	bh_dest_queued(d, 5000);
+	assert_false(bh_dest_slow(t, d, 2000));
+	/* At its window (the cap): 10 s at ~100/s is 1,000 jobs; 1,100 are too many. */
+	fill(t, d, 2000);
+	assert_int_equal(bh_dest_in_flight(d), 20);
 	bh_dest_queued(d, -4000);
 	assert_false(bh_dest_slow(t, d, 2000));
 	bh_dest_queued(d, 100);
 	assert_true(bh_dest_slow(t, d, 2000));
+	/* A window still growing is judged at the cap: at 10 of 20, twice as many may wait. */
+	finish_n(t, d, 20, BH_DEST_FAILED, 2000); /* window 20 -> 1 */
+	for (int i = 0; i < 9; i++) {
+		fill(t, d, 2000);
+		finish_n(t, d, 1, BH_DEST_ANSWERED, 2000);
+	}
+	fill(t, d, 2000);
+	assert_int_equal(bh_dest_window(d), 10);
+	assert_int_equal(bh_dest_in_flight(d), 10);
+	bh_dest_queued(d, 2000 - 1100);
+	assert_false(bh_dest_slow(t, d, 2000));
+	bh_dest_queued(d, 200);
+	assert_true(bh_dest_slow(t, d, 2000));
+	bh_dest_queued(d, -2200);
+	finish_n(t, d, 10, BH_DEST_ANSWERED, 2000);
 	/* Stalled counts as slow whatever the backlog. */
-	bh_dest_queued(d, -1100);
 	bh_dest_started(t, d, 2000);
 	assert_false(bh_dest_slow(t, d, 4000));
 	assert_true(bh_dest_slow(t, d, 4001));
@@ -373,7 +392,7 @@ int main(void)
 		cmocka_unit_test(consecutive_failures_mark_host_dead_until_backoff_ends),
 		cmocka_unit_test(failed_probe_doubles_backoff_capped_and_answer_revives),
 		cmocka_unit_test(stalled_when_running_without_answer_and_then_waits),
-		cmocka_unit_test(host_slow_when_its_backlog_outlasts_its_pace),
+		cmocka_unit_test(host_slow_when_its_backlog_outlasts_its_pace_at_its_window),
 		cmocka_unit_test(global_cap_holds_over_every_host),
 		cmocka_unit_test(busy_host_leaves_a_newcomer_its_share),
 		cmocka_unit_test(dead_host_never_holds_slots_others_need),
