@@ -30,8 +30,9 @@
 #define SLOW_QUEUE_MAX 50
 /*
  * Slow: transfers running and none ended for SLOW_STALL_MS (a receiver
- * that does not answer), or a queue that would take more than
- * SLOW_DRAIN_MS to send at the pace transfers end.
+ * that does not answer), or, running at its own cap, a queue that would
+ * take more than SLOW_DRAIN_MS to send at the pace transfers end; or its
+ * host is slow by the same measures (bh_dest_slow).
  */
 #define SLOW_STALL_MS 2000
 #define SLOW_DRAIN_MS 10000
