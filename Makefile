@@ -78,7 +78,10 @@ $(BUILD)/.flavour: FORCE
 $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCOMMON) $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -Iworker $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(LIBCOMMON) $(LDLIBS) -lcmocka
+
+# The worker's pure policy (no libcurl, no I/O) is tested against its own object.
+$(BUILD)/tests/test_destination: $(call obj,worker/destination.c)
 
 $(BIN)/bankhook-bench-receiver: $(call obj,$(BENCH_SRC)) $(LIBCOMMON)
 	@mkdir -p $(BIN)

@@ -73,6 +73,10 @@ struct bh_config {
 	int delivery_lease_s;
 	int delivery_max_in_flight;
 	int delivery_max_in_flight_per_endpoint;
+	int delivery_max_in_flight_per_host;
+	int delivery_host_dead_after;
+	int delivery_host_backoff_s;
+	int delivery_host_backoff_max_s;
 	bool delivery_allow_loopback;
 	bool delivery_allow_private;
 	int delivery_disable_after_s;

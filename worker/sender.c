@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "destination.h"
 #include "log.h"
 #include "net.h"
 
@@ -29,8 +30,9 @@
 #define SLOW_QUEUE_MAX 50
 /*
  * Slow: transfers running and none ended for SLOW_STALL_MS (a receiver
- * that does not answer), or a queue that would take more than
- * SLOW_DRAIN_MS to send at the pace transfers end.
+ * that does not answer), or, running at its own cap, a queue that would
+ * take more than SLOW_DRAIN_MS to send at the pace transfers end; or its
+ * host is slow by the same measures (bh_dest_slow).
  */
 #define SLOW_STALL_MS 2000
 #define SLOW_DRAIN_MS 10000
@@ -59,10 +61,13 @@ struct endpoint {
 	int64_t refill_ms; /* monotonic */
 	/* Progress, to tell a slow receiver from a busy one. */
 	int64_t progress_ms; /* monotonic: last transfer ended, or first one started */
-	int64_t window_ms;   /* start of the current one-second window */
-	int window_done;     /* transfers ended in it */
-	double done_per_s;   /* in the last complete window, smoothed; < 0: not known */
-	/* On the sender's throttled list: jobs wait here for a token. */
+	struct bh_pace pace; /* of its transfers ending */
+	/* Its receiving host (a reference), as its latest job's URL names it. */
+	struct bh_dest *dest;
+	/*
+	 * On the sender's waiting list: its queue waits for a token or for its
+	 * host's window, not for one of its own transfers to end.
+	 */
 	bool throttled;
 	struct endpoint *tprev, *tnext;
 	struct endpoint *next;
@@ -79,6 +84,7 @@ struct transfer {
 	CURL *easy;
 	struct bh_send_job *job;
 	struct endpoint *ep;
+	struct bh_dest *dest; /* a reference of its own: ep may move to another host */
 	struct bh_buf response;
 	size_t header_bytes;
 	bool headers_too_big;
@@ -101,8 +107,9 @@ struct bh_sender {
 	struct endpoint *buckets[ENDPOINT_BUCKETS];
 	struct bh_send_job *qhead, *qtail; /* waiting for a global slot */
 	int queued;
-	int queued_total;	    /* here and in every endpoint's queue */
-	struct endpoint *throttled; /* endpoints whose queue waits for a token */
+	int queued_total;	     /* here and in every endpoint's queue */
+	struct endpoint *throttled;  /* endpoints whose queue waits for a token or its host */
+	struct bh_dest_table *dests; /* per receiving host: windows, dead hosts */
 	/* Easy handles of ended transfers, reset and reused: fewer allocations per request. */
 	CURL **idle;
 	int nidle;
@@ -150,7 +157,7 @@ static struct endpoint *endpoint_get(struct bh_sender *s, const char *sub_id)
 			return e;
 	struct endpoint *e = bh_xcalloc(1, sizeof(*e));
 	e->sub_id = bh_xstrdup(sub_id);
-	e->done_per_s = -1;
+	e->pace.per_s = -1;
 	e->next = s->buckets[h];
 	s->buckets[h] = e;
 	return e;
@@ -182,6 +189,13 @@ static void throttle_remove(struct bh_sender *s, struct endpoint *ep)
 	ep->tprev = ep->tnext = NULL;
 }
 
+static void endpoint_destroy(struct bh_sender *s, struct endpoint *ep)
+{
+	bh_dest_put(s->dests, ep->dest, bh_mono_ms());
+	free(ep->sub_id);
+	free(ep);
+}
+
 /*
  * Forgets an endpoint with nothing running or waiting: the table stays
  * small. A rate-limited one stays, with its bucket: there is one per
@@ -197,8 +211,7 @@ static void endpoint_release(struct bh_sender *s, struct endpoint *ep)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = ep->next;
-	free(ep->sub_id);
-	free(ep);
+	endpoint_destroy(s, ep);
 }
 
 static void held_add(struct bh_sender *s, const char *id)
@@ -230,6 +243,18 @@ static void endpoint_configure(struct bh_sender *s, struct endpoint *ep,
 {
 	ep->ordered = job->ordered;
 	ep->max_in_flight = job->ordered ? 1 : s->cfg->delivery_max_in_flight_per_endpoint;
+	char key[BH_DEST_KEY_MAX];
+	/* Registration checked the URL; one libcurl will refuse shares a catch-all host. */
+	if (bh_dest_key(job->url, key, sizeof(key)) != 0)
+		snprintf(key, sizeof(key), "unparsed://");
+	if (ep->dest == NULL || strcmp(bh_dest_name(ep->dest), key) != 0) {
+		int64_t now = bh_mono_ms();
+		if (ep->dest)
+			bh_dest_queued(ep->dest, -ep->queued); /* its queue moves along */
+		bh_dest_put(s->dests, ep->dest, now);
+		ep->dest = bh_dest_get(s->dests, key, now);
+		bh_dest_queued(ep->dest, ep->queued);
+	}
 	if (job->rate_limit_per_s != ep->rate) {
 		ep->rate = job->rate_limit_per_s > 0 ? job->rate_limit_per_s : 0;
 		ep->tokens = 1;
@@ -278,23 +303,23 @@ static int token_wait_ms(const struct endpoint *ep)
 static void progress(struct endpoint *ep, int64_t now)
 {
 	ep->progress_ms = now;
-	if (ep->window_ms == 0)
-		ep->window_ms = now;
-	ep->window_done++;
-	if (now - ep->window_ms >= 1000) {
-		double pace = ep->window_done * 1000.0 / (double)(now - ep->window_ms);
-		ep->done_per_s = ep->done_per_s < 0 ? pace : (ep->done_per_s + pace) / 2;
-		ep->window_ms = now;
-		ep->window_done = 0;
-	}
+	bh_pace_tick(&ep->pace, now);
 }
 
 /* See SLOW_STALL_MS: such a subscription's backlog waits in PostgreSQL. */
-static bool endpoint_slow(const struct endpoint *ep, int64_t now)
+static bool endpoint_slow(const struct bh_sender *s, const struct endpoint *ep, int64_t now)
 {
 	if (ep->in_flight > 0 && now - ep->progress_ms > SLOW_STALL_MS)
 		return true;
-	return ep->done_per_s >= 0 && ep->queued > ep->done_per_s * SLOW_DRAIN_MS / 1000.0;
+	/* Its host is dead, stopped answering, or has more waiting than it answers in 10 s. */
+	if (ep->dest && bh_dest_slow(s->dests, ep->dest, now))
+		return true;
+	/*
+	 * Its own pace tells about its receiver only while it runs at its own
+	 * cap; below that its host's window or the worker's slots set the pace.
+	 */
+	return ep->in_flight >= ep->max_in_flight &&
+	       bh_pace_behind(&ep->pace, ep->queued, SLOW_DRAIN_MS);
 }
 
 static void queue_push(struct bh_send_job **head, struct bh_send_job **tail, int *n,
@@ -319,6 +344,17 @@ static struct bh_send_job *queue_pop(struct bh_send_job **head, struct bh_send_j
 		*tail = NULL;
 	job->next = NULL;
 	(*n)--;
+	return job;
+}
+
+/* The oldest job of ep's queue, off every count. */
+static struct bh_send_job *endpoint_pop(struct bh_sender *s, struct endpoint *ep)
+{
+	struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
+	if (job) {
+		s->queued_total--;
+		bh_dest_queued(ep->dest, -1);
+	}
 	return job;
 }
 
@@ -461,6 +497,7 @@ static void transfer_free(struct bh_sender *s, struct transfer *t)
 			curl_easy_cleanup(t->easy);
 	}
 	bh_buf_free(&t->response);
+	bh_dest_put(s->dests, t->dest, bh_mono_ms());
 	held_remove(s, t->job->delivery_id);
 	bh_send_job_free(t->job);
 	free(t);
@@ -479,6 +516,7 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 	t->sender = s;
 	t->job = job;
 	t->ep = ep;
+	t->dest = bh_dest_hold(ep->dest);
 	t->next = s->running;
 	if (s->running)
 		s->running->prev = t;
@@ -490,6 +528,7 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 		ep->progress_ms = t->started_mono; /* the stall clock starts now */
 	ep->in_flight++;
 	s->in_flight++;
+	bh_dest_started(s->dests, t->dest, t->started_mono);
 
 	int64_t ts = t->started_ms / 1000;
 	char *sig = bh_webhook_sign(job->secret, job->delivery_id, ts, job->body, job->body_len);
@@ -570,6 +609,7 @@ static void start(struct bh_sender *s, struct endpoint *ep, struct bh_send_job *
 fail:
 	ep->in_flight--;
 	s->in_flight--;
+	bh_dest_finished(s->dests, t->dest, BH_DEST_LOCAL, bh_mono_ms());
 	transfer_free(s, t);
 	endpoint_release(s, ep);
 }
@@ -607,14 +647,16 @@ static void endpoint_enqueue(struct bh_sender *s, struct endpoint *ep, struct bh
 		endpoint_release(s, ep);
 		return;
 	}
-	if (ep->queued >= SLOW_QUEUE_MAX && endpoint_slow(ep, bh_mono_ms())) {
+	if (ep->queued >= SLOW_QUEUE_MAX && endpoint_slow(s, ep, bh_mono_ms())) {
 		drop(s, "receiver slow", job);
 		endpoint_release(s, ep);
 		return;
 	}
 	queue_push(&ep->qhead, &ep->qtail, &ep->queued, job);
 	s->queued_total++;
-	if (ep->rate > 0)
+	bh_dest_queued(ep->dest, 1);
+	/* Its own transfers ending wake it; a token or its host's slot may not. */
+	if (ep->rate > 0 || bh_dest_admit(s->dests, ep->dest, bh_mono_ms()) != BH_DEST_GO)
 		throttle_add(s, ep);
 }
 
@@ -632,6 +674,13 @@ static void place(struct bh_sender *s, struct bh_send_job *job)
 		endpoint_release(s, ep);
 		return;
 	}
+	/* A dead host's work waits in PostgreSQL, holding neither a slot nor memory. */
+	enum bh_dest_verdict host = bh_dest_admit(s->dests, ep->dest, bh_mono_ms());
+	if (host == BH_DEST_DEAD) {
+		drop(s, "receiving host dead, backing off", job);
+		endpoint_release(s, ep);
+		return;
+	}
 	bool busy = ep->in_flight >= ep->max_in_flight || ep->queued > 0;
 	if (!busy && s->in_flight >= s->cfg->delivery_max_in_flight) {
 		if (s->queued_total < QUEUED_MAX) {
@@ -643,7 +692,7 @@ static void place(struct bh_sender *s, struct bh_send_job *job)
 		endpoint_release(s, ep);
 		return;
 	}
-	if (busy || !token_take(ep)) {
+	if (busy || host != BH_DEST_GO || !token_take(ep)) {
 		endpoint_enqueue(s, ep, job);
 		return;
 	}
@@ -663,19 +712,27 @@ static void pump_endpoint(struct bh_sender *s, struct endpoint *ep)
 	while (ep->queued > 0 && ep->in_flight < ep->max_in_flight &&
 	       s->in_flight < s->cfg->delivery_max_in_flight) {
 		if (stale(s, ep->qhead)) {
-			struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-			s->queued_total--;
+			struct bh_send_job *job = endpoint_pop(s, ep);
 			drop(s, "waited too long", job);
 			continue;
 		}
+		enum bh_dest_verdict host = bh_dest_admit(s->dests, ep->dest, bh_mono_ms());
+		if (host == BH_DEST_DEAD) {
+			struct bh_send_job *job = endpoint_pop(s, ep);
+			drop(s, "receiving host dead, backing off", job);
+			continue;
+		}
+		if (host == BH_DEST_WAIT) {
+			throttle_add(s, ep); /* woken when its host has room */
+			break;
+		}
 		if (!token_take(ep))
 			break;
-		struct bh_send_job *job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued);
-		s->queued_total--;
+		struct bh_send_job *job = endpoint_pop(s, ep);
 		start(s, ep, job);
 	}
-	if (ep->queued == 0)
-		throttle_remove(s, ep);
+	if (ep->queued == 0 || (ep->rate == 0 && ep->in_flight >= ep->max_in_flight))
+		throttle_remove(s, ep); /* nothing to wait for but its own transfers */
 	endpoint_release(s, ep);
 }
 
@@ -708,9 +765,10 @@ int bh_sender_wake_ms(const struct bh_sender *s)
 {
 	int best = -1;
 	for (const struct endpoint *ep = s->throttled; ep; ep = ep->tnext) {
-		/* One at its in-flight cap wakes when a transfer ends, not by time. */
+		/* One at its or its host's cap wakes when a transfer ends, not by time. */
 		if (ep->in_flight >= ep->max_in_flight ||
-		    s->in_flight >= s->cfg->delivery_max_in_flight)
+		    s->in_flight >= s->cfg->delivery_max_in_flight ||
+		    bh_dest_admit(s->dests, ep->dest, bh_mono_ms()) == BH_DEST_WAIT)
 			continue;
 		int w = token_wait_ms(ep);
 		if (best < 0 || w < best)
@@ -745,6 +803,11 @@ static void finish(struct bh_sender *s, CURL *easy, CURLcode code)
 	if (code != CURLE_OK)
 		status = 0;
 	report(s, t, (int)status, err, false);
+	/* Refused by our policy: the host was never asked, so it is neither alive nor dead. */
+	enum bh_dest_outcome outcome = t->refused			  ? BH_DEST_LOCAL
+				       : status > 0 || t->headers_too_big ? BH_DEST_ANSWERED
+									  : BH_DEST_FAILED;
+	bh_dest_finished(s->dests, t->dest, outcome, bh_mono_ms());
 	struct endpoint *ep = t->ep;
 	/* A timeout is no sign of progress: the receiver stays slow. */
 	if (code != CURLE_OPERATION_TIMEDOUT)
@@ -799,7 +862,7 @@ bool bh_sender_congested(const struct bh_sender *s)
 	int64_t now = bh_mono_ms();
 	for (int i = 0; i < ENDPOINT_BUCKETS; i++)
 		for (const struct endpoint *ep = s->buckets[i]; ep; ep = ep->next)
-			if (ep->queued >= ENDPOINT_QUEUE_HIGH && !endpoint_slow(ep, now))
+			if (ep->queued >= ENDPOINT_QUEUE_HIGH && !endpoint_slow(s, ep, now))
 				return true;
 	return false;
 }
@@ -836,6 +899,16 @@ struct bh_sender *bh_sender_new(const struct bh_config *cfg, bh_sender_done_fn d
 	}
 	/* Keep a warm connection per busy receiver so keep-alive pays off. */
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)cfg->delivery_max_in_flight);
+	struct bh_dest_limits lim = {
+		.global_max = cfg->delivery_max_in_flight,
+		.host_max = cfg->delivery_max_in_flight_per_host,
+		.dead_after = cfg->delivery_host_dead_after,
+		.backoff_ms = cfg->delivery_host_backoff_s * 1000,
+		.backoff_max_ms = cfg->delivery_host_backoff_max_s * 1000,
+		.stall_ms = SLOW_STALL_MS,
+		.drain_ms = SLOW_DRAIN_MS,
+	};
+	s->dests = bh_dest_table_new(&lim);
 	return s;
 }
 
@@ -850,6 +923,7 @@ void bh_sender_drop_queued(struct bh_sender *s)
 		struct endpoint **pp = &s->buckets[i];
 		while (*pp) {
 			struct endpoint *ep = *pp;
+			bh_dest_queued(ep->dest, -ep->queued);
 			while ((job = queue_pop(&ep->qhead, &ep->qtail, &ep->queued)) != NULL) {
 				held_remove(s, job->delivery_id);
 				bh_send_job_free(job);
@@ -857,8 +931,7 @@ void bh_sender_drop_queued(struct bh_sender *s)
 			throttle_remove(s, ep);
 			if (ep->in_flight == 0) {
 				*pp = ep->next;
-				free(ep->sub_id);
-				free(ep);
+				endpoint_destroy(s, ep);
 			} else {
 				pp = &ep->next;
 			}
@@ -882,10 +955,10 @@ void bh_sender_free(struct bh_sender *s)
 		while (s->buckets[i]) {
 			struct endpoint *ep = s->buckets[i];
 			s->buckets[i] = ep->next;
-			free(ep->sub_id);
-			free(ep);
+			endpoint_destroy(s, ep);
 		}
 	}
+	bh_dest_table_free(s->dests);
 	for (int i = 0; i < HELD_BUCKETS; i++) {
 		while (s->held[i]) {
 			struct held *e = s->held[i];

@@ -16,6 +16,13 @@
  * at a time and never queues a second one behind it: what comes next
  * depends on how the running one ends, which only PostgreSQL knows.
  * Rate limits are per worker process.
+ *
+ * Every start is also asked of the job's receiving host (scheme, host,
+ * port; worker/destination.h): its concurrency window, learnt from how it
+ * answers, and its fair share of the global slots. A job over those waits
+ * in its subscription's queue as above; a job for a host marked dead is
+ * dropped at once, to wait in PostgreSQL for its lease, so fifty
+ * subscriptions at one dead host hold one window of slots, not all of them.
  */
 #ifndef BH_WORKER_SENDER_H
 #define BH_WORKER_SENDER_H

@@ -14,7 +14,12 @@ this machine). Then, against bin/bankhook-bench-receiver:
   3. isolation: phase 1 again with one more subscription whose receiver
      accepts connections and never answers; the healthy throughput divided
      by phase 1's.
-  4. peak RSS (VmHWM) of each program.
+  4. host isolation: phase 1 again with 50 more subscriptions at one host
+     that accepts connections and never answers (different paths, one
+     host:port; each matches one account in 64, so ~1,500 deliveries that
+     would have held 500 of the 512 slots per timeout with isolation per
+     subscription alone); the healthy throughput divided by phase 1's.
+  5. peak RSS (VmHWM) of each program.
 
 Prints one `name: value (target ...)` line per figure (MISSED when a target
 is missed, with where the CPU and the worker's time went), stops the stack
@@ -45,7 +50,7 @@ from harness import (BIN, TOPIC_EVENTS, Stack, free_ports, make_event,  # noqa: 
 N_ENDPOINTS = 100
 # BH_BENCH_EVENTS / BH_BENCH_LATENCY_S shorten a run while iterating; the
 # figures of record use the defaults. BH_BENCH_PHASES picks phases
-# (throughput,latency,isolation); a skipped one prints no figure.
+# (throughput,latency,isolation,hosts); a skipped one prints no figure.
 N_EVENTS = int(os.environ.get("BH_BENCH_EVENTS", "2000"))
 N_DELIVERIES = N_EVENTS * N_ENDPOINTS
 N_ACCOUNTS = 64             # event keys: spread over every partition
@@ -55,8 +60,10 @@ LATENCY_SECONDS = int(os.environ.get("BH_BENCH_LATENCY_S", "20"))
 # sampled: "at a steady 1,000 events/s" is the steady state, not kcat's
 # connection to the broker or the worker's first fetch.
 LATENCY_WARMUP_S = 3
-PHASES = set(os.environ.get("BH_BENCH_PHASES", "throughput,latency,isolation").split(","))
+PHASES = set(os.environ.get("BH_BENCH_PHASES",
+                            "throughput,latency,isolation,hosts").split(","))
 LATENCY_ENDPOINTS = 4
+DEAD_HOST_SUBSCRIPTIONS = 50  # x 10 per subscription: about every global slot
 # Bounds that keep the whole run under 5 minutes on 2 cores. A burst slower
 # than this is reported at the rate it reached (and MISSED).
 PHASE_TIMEOUT = 110         # seconds per burst
@@ -66,6 +73,7 @@ LATENCY_WAIT = 60           # for the last latency deliveries after the last eve
 TARGET_THROUGHPUT = 10_000
 TARGET_P99_MS = 100
 TARGET_ISOLATION = 0.9
+TARGET_HOST_ISOLATION = 0.9
 TARGET_WORKER_RSS_MB = 150
 
 # Production settings except what a local benchmark needs. Nothing here is
@@ -502,7 +510,7 @@ def run(st: Stack) -> list[str]:
             admin.create_endpoint(f"{receiver.url}/lat/{i}", filter={"bank_id": bank_lat})
         log(f"{N_ENDPOINTS} + {LATENCY_ENDPOINTS} endpoints at {receiver.url}")
 
-        throughput = healthy = None
+        throughput = healthy = host_healthy = None
         stats = None
         leftover = 0
         if "throughput" in PHASES:
@@ -516,6 +524,16 @@ def run(st: Stack) -> list[str]:
                                   filter={"bank_id": bank_tp})
             healthy, iso_cpu = burst(st, peaks, cpu, bank_tp, "isolation")
             log(f"dead receiver holds {len(dead.conns)} connections open")
+        if "hosts" in PHASES:
+            # One account of N_ACCOUNTS: each subscription gets ~N_EVENTS / 64 events.
+            account = f"00000000-0000-4000-8000-{0:012d}"
+            for i in range(DEAD_HOST_SUBSCRIPTIONS):
+                admin.create_endpoint(f"http://127.0.0.1:{dead.port}/host/{i}",
+                                      filter={"bank_id": bank_tp, "account_id": account})
+            before = len(dead.conns)
+            host_healthy, host_cpu = burst(st, peaks, cpu, bank_tp, "hosts")
+            log(f"{DEAD_HOST_SUBSCRIPTIONS} subscriptions at one silent host: "
+                f"{len(dead.conns) - before} connections opened to it during the burst")
         peaks.note(st, "worker", "api", "scheduler")
     finally:
         dead.close()  # lets the worker's shutdown drain at once
@@ -541,6 +559,12 @@ def run(st: Stack) -> list[str]:
         lines.append(figure("isolation_ratio", ratio, ".2f", f"target >= {TARGET_ISOLATION}; "
                             f"{healthy:.0f}/s with the dead receiver", ratio >= TARGET_ISOLATION,
                             iso_cpu))
+    if throughput is not None and host_healthy is not None:
+        ratio = host_healthy / throughput
+        lines.append(figure("host_isolation_ratio", ratio, ".2f",
+                            f"target >= {TARGET_HOST_ISOLATION}; {host_healthy:.0f}/s with "
+                            f"{DEAD_HOST_SUBSCRIPTIONS} subscriptions at one silent host",
+                            ratio >= TARGET_HOST_ISOLATION, host_cpu))
     lines += [
         figure("worker_peak_rss_mb", rss.get("worker", float("nan")), ".1f",
                f"target < {TARGET_WORKER_RSS_MB}", rss.get("worker", 1e9) < TARGET_WORKER_RSS_MB,
