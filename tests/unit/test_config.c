@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "table.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,12 +316,6 @@ static void run_schedule_case(void **state)
 
 /* ------------------------------------------------------------------ main */
 
-#define TABLE(cases, fn)                                                                  \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
-	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
-					 .test_func = fn,                                  \
-					 .initial_state = (void *)&cases[i]}
-#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
 {

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "table.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,12 +335,6 @@ static void acquirer_match_filters(void **state)
 	bh_event_free(&ev);
 }
 
-#define TABLE(cases, fn)                                                                  \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
-	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
-					 .test_func = fn,                                  \
-					 .initial_state = (void *)&cases[i]}
-#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
 {

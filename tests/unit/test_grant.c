@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "table.h"
+
 #include <string.h>
 
 #include "event.h"
@@ -184,12 +186,6 @@ static void run_cover_case(void **state)
 	bh_grant_set_free(&set);
 }
 
-#define TABLE(cases, fn)                                                                  \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
-	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
-					 .test_func = fn,                                  \
-					 .initial_state = (void *)&cases[i]}
-#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
 {

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "table.h"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -290,12 +292,6 @@ static void slow_name_accepted_within_the_timeout(void **state)
 
 /* ------------------------------------------------------------------ main */
 
-#define TABLE(cases, fn)                                                                  \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                      \
-	tests[n++] = (struct CMUnitTest){.name = cases[i].name,                            \
-					 .test_func = fn,                                  \
-					 .initial_state = (void *)&cases[i]}
-#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
 {

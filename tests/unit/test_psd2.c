@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "table.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,13 +264,6 @@ static void kind_renders_the_payload_and_matches_nothing(void **state)
 	json_decref(stored);
 }
 
-#define TABLE(cases, fn)                                                                           \
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)                              \
-		tests[n++] = (struct CMUnitTest)                                                   \
-		{                                                                                  \
-			.name = cases[i].name, .test_func = fn, .initial_state = (void *)&cases[i] \
-		}
-#define ONE(fn) tests[n++] = (struct CMUnitTest)cmocka_unit_test(fn)
 
 int main(void)
 {
