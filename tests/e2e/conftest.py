@@ -27,7 +27,7 @@ import pytest
 # its stack with it too); they are re-exported here because the tests
 # import them from conftest.
 from harness import (ADMIN_TOKEN, BIN, PROCS, REPO, STACK, TEST_OVERRIDES,  # noqa: F401
-                     TOPIC_DLQ, TOPIC_EVENTS, Api, Stack, free_ports, make_event,
+                     TOPIC_DLQ, TOPIC_EVENTS, Api, PatientApi, Stack, free_ports, make_event,
                      missing_binaries, missing_tools, new_stack, private_stack, serve_http,
                      sanitizer_reports, start_stack, stop_stack, unique, wait_until)
 

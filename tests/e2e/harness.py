@@ -225,6 +225,25 @@ class Api:
 # --------------------------------------------------------------- stack
 
 
+class PatientApi(Api):
+    """An admin on a stack with small rate limits: one connection per call
+    (so the per-address connection cap is not what it trips), and a 429
+    waited out as Retry-After says, so setup never fails on the limit the
+    test is about."""
+
+    def __init__(self, base: str, token: str | None):
+        super().__init__(base, token)
+        self.s.headers["Connection"] = "close"
+
+    def request(self, method: str, path: str, **kw) -> requests.Response:
+        for _ in range(60):
+            r = super().request(method, path, **kw)
+            if r.status_code != 429:
+                return r
+            time.sleep(int(r.headers["Retry-After"]))
+        return r
+
+
 @dataclass
 class Stack:
     run_dir: Path

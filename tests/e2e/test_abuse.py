@@ -23,9 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import (ADMIN_TOKEN, TEST_OVERRIDES, missing_binaries, missing_tools,
+from conftest import (ADMIN_TOKEN, TEST_OVERRIDES, PatientApi, missing_binaries, missing_tools,
                       private_stack, unique)
-from test_limits import PatientApi
 
 # main's global cap is api.threads * 64: with one thread, 64 connections
 THREADS, MAX_CONNS, PER_IP = 1, 48, 12

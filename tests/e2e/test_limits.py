@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import (TEST_OVERRIDES, Api, missing_binaries, missing_tools, private_stack,
+from conftest import (TEST_OVERRIDES, Api, PatientApi, missing_binaries, missing_tools, private_stack,
                       unique, wait_until)
 from test_acquirer import config_body, rjct
 from test_banksocket import bs_error
@@ -40,23 +40,6 @@ LIMITS = {
     "BANKHOOK_API_CONNECTION_TIMEOUT_S": str(IDLE_TIMEOUT_S),
     "BANKHOOK_API_MAX_CONNECTIONS_PER_IP": str(PER_IP),
 }
-
-
-class PatientApi(Api):
-    """The admin on the limited stack: one connection per call, and a 429
-    waited out as Retry-After says (setup must not trip the rate limit)."""
-
-    def __init__(self, base: str, token: str | None):
-        super().__init__(base, token)
-        self.s.headers["Connection"] = "close"
-
-    def request(self, method: str, path: str, **kw) -> requests.Response:
-        for _ in range(30):
-            r = super().request(method, path, **kw)
-            if r.status_code != 429:
-                return r
-            time.sleep(int(r.headers["Retry-After"]))
-        return r
 
 
 @pytest.fixture(scope="module")

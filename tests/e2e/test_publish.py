@@ -20,7 +20,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import (TEST_OVERRIDES, Api, Receiver, make_event, missing_binaries,
+from conftest import (TEST_OVERRIDES, Api, PatientApi, Receiver, make_event, missing_binaries,
                       missing_tools, private_stack, unique, wait_until)
 
 MGMT_RATE, MGMT_BURST = 5, 5
@@ -37,19 +37,6 @@ OVERRIDES = {
     "BANKHOOK_API_PUBLISH_RATE_LIMIT_BURST": str(PUBLISH_BURST),
     "BANKHOOK_API_BATCH_BODY_LIMIT": str(BATCH_BODY_LIMIT),
 }
-
-
-class PatientApi(Api):
-    """The admin on this stack: a 429 waited out as Retry-After says (setup
-    must not trip the small management limit)."""
-
-    def request(self, method: str, path: str, **kw) -> requests.Response:
-        for _ in range(60):
-            r = super().request(method, path, **kw)
-            if r.status_code != 429:
-                return r
-            time.sleep(int(r.headers["Retry-After"]))
-        return r
 
 
 @pytest.fixture(scope="module")
