@@ -3,7 +3,7 @@ the running api, with the admin token so every route is reachable: no
 5xx, every status, content type, header and body as documented, invalid
 input rejected. Bounded
 (BH_SCHEMATHESIS_EXAMPLES per operation; default 40 as admin, 20 as a
-client) so both runs stay under 3 minutes on 2 cores. The seed is fixed for reproducible CI runs;
+client) so both runs stay under 2 minutes on 2 cores. The seed is fixed for reproducible CI runs;
 set BH_SCHEMATHESIS_SEED to explore others."""
 
 from __future__ import annotations
@@ -46,11 +46,15 @@ def test_api_conforms_to_its_openapi_document(stack, admin, tmp_path, who, examp
     examples = int(os.environ.get("BH_SCHEMATHESIS_EXAMPLES", examples))
     seed = os.environ.get("BH_SCHEMATHESIS_SEED", "20261126")
     report = tmp_path / "junit.xml"
+    # One worker: with two, Hypothesis parses source in both threads at once and
+    # CPython 3.11's ast.parse is not thread-safe there ("SystemError: AST
+    # constructor recursion depth mismatch", CPython gh-106905); it failed CI
+    # once in a few runs, depending on PYTHONHASHSEED (1 reproduces it).
     args = [sys.executable, "-m", "schemathesis.cli", "run", str(DOC), "--url", stack.api_url,
             "--checks", ",".join(CHECKS),
             "--max-examples", str(examples), "--seed", seed,
             "--phases", "examples,coverage,fuzzing,stateful",
-            "--workers", "2", "--request-timeout", "20",
+            "--workers", "1", "--request-timeout", "20",
             "--report", "junit", "--report-junit-path", str(report),
             "--no-color"]
     for h in headers:
